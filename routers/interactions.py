@@ -1,0 +1,71 @@
+"""POST /interactions and /interactions/batch."""
+
+from fastapi import APIRouter, Response, status
+
+from routers.dependencies import Pool
+from routers.problems import ProblemError
+from schemas import (
+    InteractionBatchIn,
+    InteractionBatchOut,
+    InteractionIn,
+    InteractionOut,
+    Problem,
+    ProblemFieldError,
+)
+from services.interactions import UnknownProductsError, ingest_events
+
+router = APIRouter(prefix="/interactions", tags=["interactions"])
+PROBLEM_RESPONSES = {422: {"model": Problem, "description": "Invalid event"}}
+
+
+def _unknown_products_problem(exc: UnknownProductsError, *, field_prefix: str) -> ProblemError:
+    errors = [
+        ProblemFieldError(
+            field=field_prefix.format(position=position),
+            message=f"unknown product id {product_id!r}",
+            type="unknown_product",
+        )
+        for position, product_id in exc.unknown
+    ]
+    return ProblemError(
+        422, "product_id not found in the catalog", problem_type="unknown-product", errors=errors
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InteractionOut,
+    responses={200: {"description": "Retry of an event_id already stored"}, **PROBLEM_RESPONSES},
+    name="interactions:create",
+)
+async def create_interaction(event: InteractionIn, pool: Pool, response: Response):
+    """Store one interaction event in the user's table (created on first event)."""
+    try:
+        [stored] = await ingest_events(pool=pool, events=[event])
+    except UnknownProductsError as exc:
+        raise _unknown_products_problem(exc, field_prefix="body.product_id") from exc
+    if stored.duplicate:
+        response.status_code = status.HTTP_200_OK
+    return stored
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=InteractionBatchOut,
+    responses=PROBLEM_RESPONSES,
+    name="interactions:create_batch",
+)
+async def create_interactions_batch(batch: InteractionBatchIn, pool: Pool):
+    """Store up to 1,000 events atomically: all are validated before any is stored."""
+    try:
+        events = await ingest_events(pool=pool, events=batch.events)
+    except UnknownProductsError as exc:
+        raise _unknown_products_problem(
+            exc, field_prefix="body.events.{position}.product_id"
+        ) from exc
+    duplicates = sum(event.duplicate for event in events)
+    return InteractionBatchOut(
+        stored=len(events) - duplicates, duplicates=duplicates, events=events
+    )

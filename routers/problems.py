@@ -1,0 +1,95 @@
+"""One error shape for every 4xx/5xx: RFC 9457 application/problem+json."""
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas import Problem, ProblemFieldError
+
+logger = logging.getLogger(__name__)
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://docs.recommendation-service.local/problems/"
+
+
+class ProblemError(Exception):
+    """Raise from a route to answer with a problem document."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        problem_type: str | None = None,
+        errors: list[ProblemFieldError] | None = None,
+    ):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.problem_type = problem_type
+        self.errors = errors
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    detail: str | None,
+    *,
+    problem_type: str | None = None,
+    errors: list[ProblemFieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    problem = Problem(
+        type=PROBLEM_TYPE_BASE + problem_type if problem_type else "about:blank",
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        errors=errors,
+    )
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def field_path(loc: tuple | list) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        ProblemFieldError(field=field_path(error["loc"]), message=error["msg"], type=error["type"])
+        for error in exc.errors()
+    ]
+    fields = ", ".join(sorted({error.field for error in errors}))
+    return problem_response(
+        request, 422, f"Invalid request: {fields}", problem_type="validation-error", errors=errors
+    )
+
+
+async def _problem_error(request: Request, exc: ProblemError) -> JSONResponse:
+    return problem_response(
+        request, exc.status, exc.detail, problem_type=exc.problem_type, errors=exc.errors
+    )
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return problem_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, 500, "An unexpected error occurred.")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ProblemError, _problem_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

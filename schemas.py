@@ -1,0 +1,143 @@
+"""Request and response models. Every input validation rule of the API lives here."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from database.identifiers import USER_ID_REGEX
+
+PRODUCT_ID_REGEX = r"^[A-Z0-9]{10}$"
+EVENT_ID_REGEX = r"^[A-Za-z0-9_\-]{1,64}$"
+MAX_QUERY_LENGTH = 200
+MAX_BATCH_EVENTS = 1000
+# Client clocks drift; more than this ahead of the server is a bug, not drift.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+UserId = Annotated[
+    str,
+    StringConstraints(pattern=USER_ID_REGEX),
+    Field(description="Letters, digits and underscore, 1-50 characters.", examples=["U12345"]),
+]
+ProductId = Annotated[
+    str,
+    StringConstraints(pattern=PRODUCT_ID_REGEX),
+    Field(description="10 uppercase letters or digits.", examples=["B09N3ZNHTY"]),
+]
+SearchText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_LENGTH),
+    Field(description="Search text, trimmed; must not be blank.", examples=["wireless earbuds"]),
+]
+EventType = Literal["product_click", "search_query"]
+
+
+class InteractionIn(BaseModel):
+    """One event posted by the frontend."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UserId
+    event_type: EventType
+    product_id: ProductId | None = Field(
+        default=None, validate_default=True, description="Required for product_click."
+    )
+    query: SearchText | None = Field(
+        default=None, validate_default=True, description="Required for search_query."
+    )
+    timestamp: datetime | None = Field(
+        default=None, description="When it happened (UTC if no offset); default: now."
+    )
+    event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_REGEX)] | None = Field(
+        default=None, description="Client id for safe retries: an event_id is stored once."
+    )
+
+    @field_validator("product_id")
+    @classmethod
+    def product_id_matches_event_type(cls, value: str | None, info: ValidationInfo):
+        event_type = info.data.get("event_type")
+        if event_type == "product_click" and value is None:
+            raise ValueError("product_id is required for product_click events")
+        if event_type == "search_query" and value is not None:
+            raise ValueError("product_id is not allowed on search_query events")
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def query_matches_event_type(cls, value: str | None, info: ValidationInfo):
+        event_type = info.data.get("event_type")
+        if event_type == "search_query" and value is None:
+            raise ValueError("query is required for search_query events")
+        if event_type == "product_click" and value is not None:
+            raise ValueError("query is not allowed on product_click events")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def timestamp_not_in_future(cls, value: datetime | None):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+            raise ValueError("timestamp is more than 5 minutes in the future")
+        return value.astimezone(UTC)
+
+
+class InteractionBatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[InteractionIn] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class InteractionOut(BaseModel):
+    event_id: str
+    user_id: str
+    event_type: EventType
+    product_id: str | None
+    query: str | None
+    timestamp: datetime
+    duplicate: bool = Field(description="True when this event_id was already stored earlier.")
+
+
+class InteractionBatchOut(BaseModel):
+    stored: int
+    duplicates: int
+    events: list[InteractionOut]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: Literal["ok", "unreachable"]
+    products: int | None
+    models: dict[str, str | None] = Field(
+        description="Model name -> loaded artifact version (null when absent)."
+    )
+
+
+class ProblemFieldError(BaseModel):
+    field: str = Field(description="Dotted path of the failing field, e.g. body.events.3.query")
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[ProblemFieldError] | None = None

@@ -1,0 +1,69 @@
+"""Event ingestion: check events against the catalog, then store them all or none."""
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+
+from database.interactions import EventRow, store_events
+from database.products import existing_product_ids
+from schemas import InteractionIn, InteractionOut
+
+
+class UnknownProductsError(Exception):
+    """Some events name products that are not in the catalog."""
+
+    def __init__(self, unknown: list[tuple[int, str]]):
+        super().__init__(f"{len(unknown)} unknown product id(s)")
+        self.unknown = unknown  # (position in the request, product_id)
+
+
+def to_event_rows(events: list[InteractionIn], now: datetime) -> list[EventRow]:
+    return [
+        EventRow(
+            user_id=event.user_id,
+            event_type=event.event_type,
+            product_id=event.product_id,
+            query=event.query,
+            timestamp=event.timestamp or now,
+            event_id=event.event_id or uuid.uuid4().hex,
+            client_event_id=event.event_id is not None,
+        )
+        for event in events
+    ]
+
+
+async def ingest_events(*, pool: asyncpg.Pool, events: list[InteractionIn]) -> list[InteractionOut]:
+    """Validate product ids against the catalog and store every event, or none.
+
+    Raises UnknownProductsError before anything is written.
+    """
+    rows = to_event_rows(events, now=datetime.now(UTC))
+    clicked = sorted({row.product_id for row in rows if row.product_id})
+    async with pool.acquire() as conn:
+        known = await existing_product_ids(conn=conn, product_ids=clicked) if clicked else set()
+        unknown = [
+            (position, row.product_id)
+            for position, row in enumerate(rows)
+            if row.product_id and row.product_id not in known
+        ]
+        if unknown:
+            raise UnknownProductsError(unknown)
+        # An event_id repeated inside one request is a retry too: keep its first occurrence.
+        first_of_id: dict[str, EventRow] = {}
+        for row in rows:
+            first_of_id.setdefault(row.event_id, row)
+        stored = await store_events(conn=conn, events=list(first_of_id.values()))
+    stored_ids = {row.event_id for row in stored}
+    return [
+        InteractionOut(
+            event_id=row.event_id,
+            user_id=row.user_id,
+            event_type=row.event_type,
+            product_id=row.product_id,
+            query=row.query,
+            timestamp=row.timestamp,
+            duplicate=row.event_id not in stored_ids or first_of_id[row.event_id] is not row,
+        )
+        for row in rows
+    ]
