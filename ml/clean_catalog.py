@@ -46,7 +46,7 @@ REQUIRED_RAW_COLUMNS = {
 # Amazon's own 10-character product id (ASIN) sits in the link: /dp/B09TVVGXWS or /gp/product/...
 ASIN_IN_LINK = re.compile(r"/(?:dp|gp/product|gp/aw/d)/([A-Z0-9]{10})(?:[/?]|$)")
 NUMBER_IN_TEXT = re.compile(r"^\d+(?:\.\d+)?$")
-TRUNCATION_MARK = re.compile(r"\s*(?:\.{3}|…)\s*$")
+TRUNCATION_MARK = re.compile(r"(?:\s*(?:\.{3,}|…))+\s*$")
 
 
 def clean_text(value: str | None) -> str:

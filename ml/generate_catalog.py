@@ -59,7 +59,7 @@ PRICE_LEVEL = {
     "music": 5000,
     "garden & outdoors": 500,
 }
-MAX_NAME_LENGTH = 110  # the real data truncates long names with "..."
+MAX_NAME_LENGTH = 75  # the real data truncates long names with "..."
 
 
 def indian_rupees(amount: float) -> str:

@@ -1,0 +1,219 @@
+"""POST /interactions and /interactions/batch over HTTP, against a real PostgreSQL."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+async def _database_state(conn) -> dict:
+    """Everything a bad request could have touched."""
+    return {
+        "products": await conn.fetch("SELECT * FROM products ORDER BY id"),
+        "log": await conn.fetch("SELECT * FROM interaction_events ORDER BY event_id"),
+        "tables": await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+        ),
+        "users": await conn.fetch("SELECT * FROM user_interaction_tables ORDER BY user_id"),
+    }
+
+
+def _click(user_id="U12345", product_id=None, **extra) -> dict:
+    return {"user_id": user_id, "event_type": "product_click", "product_id": product_id, **extra}
+
+
+INVALID_EVENTS = [
+    # (body, field named in the problem)
+    (lambda p: _click(product_id=p.lower()), "body.product_id"),
+    (lambda p: _click(product_id=p[:9]), "body.product_id"),
+    (lambda p: _click(product_id=p + "X"), "body.product_id"),
+    (lambda p: _click(product_id=None), "body.product_id"),
+    (lambda p: _click(product_id="ZZZZZZZZZZ"), "body.product_id"),  # well-formed, unknown
+    (
+        lambda p: {"user_id": "U1", "event_type": "search_query", "query": "   "},
+        "body.query",
+    ),
+    (lambda p: {"user_id": "U1", "event_type": "search_query"}, "body.query"),
+    (
+        lambda p: {"user_id": "U1", "event_type": "search_query", "query": "x" * 201},
+        "body.query",
+    ),
+    (lambda p: {"user_id": "U1", "event_type": "add_to_cart", "product_id": p}, "body.event_type"),
+    (lambda p: _click(user_id="U-1 2", product_id=p), "body.user_id"),
+    (lambda p: _click(user_id="", product_id=p), "body.user_id"),
+    (lambda p: _click(user_id="u" * 51, product_id=p), "body.user_id"),
+    (lambda p: _click(user_id='x"; DROP TABLE products; --', product_id=p), "body.user_id"),
+    (
+        lambda p: _click(
+            product_id=p, timestamp=(datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        ),
+        "body.timestamp",
+    ),
+    (lambda p: _click(product_id=p, timestamp="yesterday"), "body.timestamp"),
+    (lambda p: _click(product_id=p, colour="red"), "body.colour"),
+    (lambda p: _click(product_id=p, event_id="has space"), "body.event_id"),
+]
+
+
+async def test_every_invalid_event_is_rejected_and_nothing_changes(client, conn, product_ids):
+    before = await _database_state(conn)
+    for make_body, field in INVALID_EVENTS:
+        body = make_body(product_ids[0])
+        response = await client.post("/interactions", json=body)
+        assert response.status_code == 422, body
+        assert response.headers["content-type"] == PROBLEM
+        problem = response.json()
+        assert problem["status"] == 422 and problem["title"] and problem["type"]
+        assert field in [error["field"] for error in problem["errors"]], (body, problem)
+    assert await _database_state(conn) == before
+
+
+async def test_malformed_json_is_a_problem(client):
+    response = await client.post(
+        "/interactions", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_click_and_search_are_stored(client, conn, product_ids):
+    click = await client.post("/interactions", json=_click(product_id=product_ids[0]))
+    assert click.status_code == 201, click.text
+    assert click.json()["product_id"] == product_ids[0] and click.json()["duplicate"] is False
+    search = await client.post(
+        "/interactions",
+        json={"user_id": "U12345", "event_type": "search_query", "query": "  wireless earbuds "},
+    )
+    assert search.status_code == 201
+    assert search.json()["query"] == "wireless earbuds"
+    rows = await conn.fetch('SELECT * FROM "U12345_interactions" ORDER BY "timestamp"')
+    assert [(r["event_type"], r["product_id"], r["query"]) for r in rows] == [
+        ("product_click", product_ids[0], None),
+        ("search_query", None, "wireless earbuds"),
+    ]
+
+
+async def test_client_timestamp_is_kept(client, conn, product_ids):
+    when = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    response = await client.post(
+        "/interactions", json=_click(product_id=product_ids[0], timestamp="2026-11-01T12:30:00")
+    )
+    assert response.status_code == 201
+    assert await conn.fetchval('SELECT "timestamp" FROM "U12345_interactions"') == when
+
+
+async def test_other_users_events_never_appear(client, conn, product_ids):
+    await client.post("/interactions", json=_click("alice", product_ids[0]))
+    await client.post("/interactions", json=_click("bob", product_ids[1]))
+    await client.post("/interactions", json=_click("alice", product_ids[2]))
+    alice = await conn.fetch('SELECT product_id FROM "alice_interactions"')
+    bob = await conn.fetch('SELECT product_id FROM "bob_interactions"')
+    assert sorted(r["product_id"] for r in alice) == sorted([product_ids[0], product_ids[2]])
+    assert [r["product_id"] for r in bob] == [product_ids[1]]
+
+
+async def test_same_event_id_twice_is_stored_once(client, conn, product_ids):
+    body = _click(product_id=product_ids[0], event_id="3f1c2d9e-retry")
+    first = await client.post("/interactions", json=body)
+    second = await client.post("/interactions", json=body)
+    assert first.status_code == 201 and second.status_code == 200
+    assert second.json()["duplicate"] is True
+    assert await conn.fetchval('SELECT count(*) FROM "U12345_interactions"') == 1
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 1
+
+
+async def test_200_new_users_at_once(client, conn, product_ids):
+    users = [f"new_user_{n}" for n in range(200)]
+    responses = await asyncio.gather(
+        *(
+            client.post("/interactions", json=_click(u, product_ids[n % 20]))
+            for n, u in enumerate(users)
+        )
+    )
+    assert [r.status_code for r in responses] == [201] * 200
+    tables = await conn.fetch(
+        "SELECT tablename FROM pg_tables WHERE tablename LIKE 'new_user_%_interactions'"
+    )
+    assert len(tables) == 200
+    assert await conn.fetchval("SELECT count(*) FROM user_interaction_tables") == 200
+    for user in users[::37]:
+        assert await conn.fetchval(f'SELECT count(*) FROM "{user}_interactions"') == 1
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 200
+
+
+async def test_50_first_events_for_one_user_at_once(client, conn, product_ids):
+    responses = await asyncio.gather(
+        *(
+            client.post("/interactions", json=_click("burst", product_ids[n % 20]))
+            for n in range(50)
+        )
+    )
+    assert [r.status_code for r in responses] == [201] * 50
+    assert await conn.fetchval('SELECT count(*) FROM "burst_interactions"') == 50
+    assert (
+        await conn.fetchval("SELECT count(*) FROM user_interaction_tables WHERE user_id = 'burst'")
+        == 1
+    )
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 50
+
+
+async def test_batch_stores_all(client, conn, product_ids):
+    events = [_click(f"batch_{n % 7}", product_ids[n % 20]) for n in range(300)]
+    events.append({"user_id": "batch_0", "event_type": "search_query", "query": "running shoes"})
+    response = await client.post("/interactions/batch", json={"events": events})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["stored"] == 301 and body["duplicates"] == 0 and len(body["events"]) == 301
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 301
+    assert await conn.fetchval('SELECT count(*) FROM "batch_0_interactions"') == 44
+    assert await conn.fetchval('SELECT count(*) FROM "batch_6_interactions"') == 42
+
+
+async def test_batch_with_one_bad_event_stores_nothing(client, conn, product_ids):
+    before = await _database_state(conn)
+    good = [_click("batcher", product_ids[n]) for n in range(5)]
+    for bad, field in [
+        (_click("batcher", "ZZZZZZZZZZ"), "body.events.3.product_id"),
+        (_click("batcher", product_ids[0].lower()), "body.events.3.product_id"),
+        ({"user_id": "batcher", "event_type": "search_query", "query": " "}, "body.events.3.query"),
+    ]:
+        response = await client.post(
+            "/interactions/batch", json={"events": [*good[:3], bad, *good[3:]]}
+        )
+        assert response.status_code == 422
+        assert response.headers["content-type"] == PROBLEM
+        assert field in [e["field"] for e in response.json()["errors"]]
+    assert await _database_state(conn) == before
+
+
+@pytest.mark.parametrize("size", [0, 1001])
+async def test_batch_size_limits(client, product_ids, size):
+    events = [_click("limits", product_ids[0])] * size
+    response = await client.post("/interactions/batch", json={"events": events})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "body.events"
+
+
+async def test_batch_retry_and_repeated_event_ids(client, conn, product_ids):
+    events = [_click("retry_batch", product_ids[n], event_id=f"e{n}") for n in range(3)]
+    events.append(_click("retry_batch", product_ids[0], event_id="e0"))  # repeated in the batch
+    first = (await client.post("/interactions/batch", json={"events": events})).json()
+    assert (first["stored"], first["duplicates"]) == (3, 1)
+    again = (await client.post("/interactions/batch", json={"events": events})).json()
+    assert (again["stored"], again["duplicates"]) == (0, 4)
+    assert await conn.fetchval('SELECT count(*) FROM "retry_batch_interactions"') == 3
+
+
+async def test_health_and_ready(client):
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["database"] == "ok" and ready.json()["products"] > 1000
+
+
+async def test_unknown_route_is_a_problem(client):
+    response = await client.get("/no-such-route")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM

@@ -1,0 +1,123 @@
+"""Shared fixtures: a real PostgreSQL (DATABASE_URL, or an embedded server in a temp folder), a
+template database with the schema and a small generated catalog, and one fresh database per test."""
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+
+from config.settings import Settings
+from database.csv_importer import import_catalog
+from database.migrations import apply_migrations
+from database.server import release_embedded_server, start_embedded_server
+from ml.clean_catalog import clean_catalog
+from ml.generate_catalog import write_catalog
+
+TEST_CATALOG_ROWS = 1500
+
+
+def _with_database(url: str, database: str) -> str:
+    """Same server, another database (works for host:port and unix-socket URLs)."""
+    base, _, query = url.partition("?")
+    server_part = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+    return f"{server_part}/{database}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """URL of a PostgreSQL server tests may create databases on."""
+    configured = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rec-tests-"))
+    server = start_embedded_server(folder / "pgdata")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        release_embedded_server(server)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def catalog_csv(tmp_path_factory) -> Path:
+    """A small generated catalog, run through the real cleaning pipeline."""
+    folder = tmp_path_factory.mktemp("catalog")
+    raw = write_catalog(folder / "raw.csv", rows=TEST_CATALOG_ROWS, seed=11)
+    processed = folder / "processed.csv"
+    clean_catalog([raw], processed)
+    return processed
+
+
+@pytest.fixture(scope="session")
+async def template_database(server_url, catalog_csv):
+    """A database with migrations applied and the test catalog imported, cloned per test."""
+    name = f"rec_test_template_{os.getpid()}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    conn = await asyncpg.connect(_with_database(server_url, name))
+    await apply_migrations(conn)
+    await import_catalog(conn=conn, csv_path=catalog_csv)
+    await conn.close()
+    try:
+        yield name
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(server_url, template_database):
+    """URL of a fresh database for this test only (dropped afterwards)."""
+    name = f"rec_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(
+        f'CREATE DATABASE "{name}" TEMPLATE "{template_database}" STRATEGY FILE_COPY'
+    )
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def conn(database_url):
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def settings(database_url) -> Settings:
+    return Settings(database_url=database_url, db_pool_max_size=10)
+
+
+@pytest.fixture
+async def app(settings):
+    from main import create_app
+
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app):
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def product_ids(conn) -> list[str]:
+    rows = await conn.fetch("SELECT id FROM products ORDER BY id LIMIT 20")
+    return [row["id"] for row in rows]

@@ -1,0 +1,94 @@
+"""Per-user tables and the global log, against a real PostgreSQL."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from database.identifiers import quote_identifier, user_index_name, user_table, user_table_name
+from database.interactions import EventRow, ensure_user_table, recent_user_events, store_events
+
+
+def _click(user_id: str, product_id: str, event_id: str = "", minutes_ago: int = 0) -> EventRow:
+    return EventRow(
+        user_id=user_id,
+        event_type="product_click",
+        product_id=product_id,
+        query=None,
+        timestamp=datetime.now(UTC) - timedelta(minutes=minutes_ago),
+        event_id=event_id or f"{user_id}-{product_id}-{minutes_ago}",
+        client_event_id=bool(event_id),
+    )
+
+
+def test_identifier_helpers():
+    assert user_table_name("U12345") == "U12345_interactions"
+    assert user_table("U12345") == '"U12345_interactions"'
+    assert quote_identifier('a"b') == '"a""b"'
+    longest = "u" * 50
+    assert len(user_table_name(longest)) == 63
+    assert len(user_index_name(longest)) <= 63
+    with pytest.raises(ValueError):
+        user_table_name('x"; DROP TABLE products; --')
+    with pytest.raises(ValueError):
+        user_table_name("u" * 51)
+    with pytest.raises(ValueError):
+        quote_identifier("x" * 64)
+
+
+async def test_first_event_creates_table_with_spec_columns(conn, product_ids):
+    stored = await store_events(conn=conn, events=[_click("U12345", product_ids[0])])
+    assert len(stored) == 1
+    columns = await conn.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
+        "ORDER BY ordinal_position",
+        "U12345_interactions",
+    )
+    assert [c["column_name"] for c in columns] == ["event_type", "product_id", "query", "timestamp"]
+    await store_events(conn=conn, events=[_click("U12345", product_ids[1], minutes_ago=1)])
+    await store_events(conn=conn, events=[_click("U99999", product_ids[2])])
+    rows = await conn.fetch('SELECT product_id FROM "U12345_interactions" ORDER BY "timestamp"')
+    assert [r["product_id"] for r in rows] == [product_ids[1], product_ids[0]]
+    log = await conn.fetchval("SELECT count(*) FROM interaction_events")
+    assert log == 3
+
+
+async def test_recent_events_newest_first_and_bounded_by_time(conn, product_ids):
+    await store_events(
+        conn=conn,
+        events=[
+            _click("reader", product_ids[0], minutes_ago=60 * 24 * 40),
+            _click("reader", product_ids[1], minutes_ago=5),
+            _click("reader", product_ids[2], minutes_ago=1),
+        ],
+    )
+    since = datetime.now(UTC) - timedelta(days=30)
+    events = await recent_user_events(conn=conn, user_id="reader", since=since)
+    assert [e["product_id"] for e in events] == [product_ids[2], product_ids[1]]
+    assert await recent_user_events(conn=conn, user_id="nobody_yet", since=since) == []
+
+
+async def test_client_event_id_is_stored_once(conn, product_ids):
+    event = _click("retrier", product_ids[0], event_id="evt-1")
+    assert len(await store_events(conn=conn, events=[event])) == 1
+    assert await store_events(conn=conn, events=[event]) == []
+    assert await conn.fetchval('SELECT count(*) FROM "retrier_interactions"') == 1
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 1
+
+
+async def test_concurrent_table_creation_for_one_user(database_url):
+    pool = await asyncpg.create_pool(database_url, min_size=10, max_size=10)
+    try:
+        results = await asyncio.gather(
+            *(_ensure(pool, "same_user") for _ in range(30)), return_exceptions=True
+        )
+        assert all(r in (True, False) for r in results), results
+        assert results.count(True) == 1
+    finally:
+        await pool.close()
+
+
+async def _ensure(pool: asyncpg.Pool, user_id: str) -> bool:
+    async with pool.acquire() as conn:
+        return await ensure_user_table(conn=conn, user_id=user_id)
