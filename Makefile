@@ -12,7 +12,7 @@ WORKERS ?= 1
 DEMO_RAW ?= data/raw/amazon-in-sample
 PROCESSED := data/processed/Amazon-Products-Optimized.csv
 
-.PHONY: install run test lint format catalog import bench-ingest clean
+.PHONY: install run test lint format catalog import train bench-ingest clean
 
 install: $(INSTALLED)
 
@@ -30,7 +30,15 @@ catalog: $(PROCESSED)
 import: $(PROCESSED)
 	$(PY) -m database.csv_importer --csv $(PROCESSED)
 
-run: import
+# Models are trained on first run; retrain any time with `make train`.
+data/artifacts/current: | $(INSTALLED)
+	$(MAKE) import
+	$(PY) -m ml.train --no-progress
+
+train: import
+	$(PY) -m ml.train
+
+run: import data/artifacts/current
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 test: $(INSTALLED)

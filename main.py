@@ -13,18 +13,45 @@ from config.settings import Settings, get_settings
 from database.migrations import apply_migrations
 from database.pool import create_pool
 from database.server import release_embedded_server, start_embedded_server
-from routers import health, interactions
+from database.training import fetch_catalog
+from ml.trending import popularity_prior
+from routers import health, interactions, recommendations
 from routers.problems import install_problem_handlers
+from services.catalog import Catalog
+from services.models import ModelStore
 
 logger = logging.getLogger(__name__)
 
 
+async def load_catalog(conn) -> Catalog:
+    frame = await fetch_catalog(conn=conn)
+    popularity = popularity_prior(frame["ratings"].to_numpy(), frame["no_of_ratings"].to_numpy())
+    return Catalog(frame, popularity)
+
+
+def refresh_models(app: FastAPI) -> None:
+    catalog = app.state.catalog
+    app.state.models.refresh(catalog.frame["id"].tolist(), catalog.position_of)
+
+
+async def watch_for_new_models(app: FastAPI, every_seconds: float) -> None:
+    """Pick up a newly published artifact version without a restart (a cheap symlink check)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await asyncio.to_thread(refresh_models, app)
+        except Exception:
+            logger.exception("model refresh failed; previous version keeps serving")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         embedded = None
+        watcher = None
         url = settings.database_url
         if not url:
             # Starting the embedded server blocks for ~0.5 s: keep it off the event loop.
@@ -40,9 +67,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("applied migrations: %s", ", ".join(applied))
             app.state.pool = pool
             app.state.settings = settings
-            app.state.model_versions = {}
+            async with pool.acquire() as conn:
+                app.state.catalog = await load_catalog(conn)
+            app.state.models = ModelStore(settings.artifacts_dir)
+            refresh_models(app)
+            watcher = asyncio.create_task(watch_for_new_models(app, settings.model_reload_seconds))
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await pool.close()
             if embedded is not None:
                 await asyncio.to_thread(release_embedded_server, embedded)
@@ -56,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(interactions.router)
+    app.include_router(recommendations.router)
     return app
 
 

@@ -141,3 +141,68 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[ProblemFieldError] | None = None
+
+
+# --- Recommendations -----------------------------------------------------------------------
+
+MAX_LIMIT = 100
+
+
+class RecommendationQuery(BaseModel):
+    """Paging and filters shared by every recommendation endpoint."""
+
+    limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0, le=1000)
+    category: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        | None
+    ) = Field(default=None, description="Main or sub-category to keep, e.g. 'Headphones'.")
+    min_price: float | None = Field(default=None, ge=0)
+    max_price: float | None = Field(default=None, ge=0)
+
+    @field_validator("max_price")
+    @classmethod
+    def max_not_below_min(cls, value: float | None, info: ValidationInfo):
+        minimum = info.data.get("min_price")
+        if value is not None and minimum is not None and value < minimum:
+            raise ValueError("max_price is below min_price")
+        return value
+
+
+class HomeQuery(RecommendationQuery):
+    user_id: UserId
+    exclude_seen: bool = Field(default=True, description="Leave out products clicked recently.")
+
+
+class ReasonOut(BaseModel):
+    signal: str = Field(
+        description="similar, co_click, collaborative, search, trending, popular, "
+        "best_value, top_category or explore"
+    )
+    anchor: str | None = Field(description="The product id, search term or category behind it.")
+    text: str
+
+
+class RecommendedProduct(BaseModel):
+    id: str
+    name: str
+    main_category: str
+    sub_category: str
+    image: str | None
+    link: str | None
+    ratings: float | None
+    no_of_ratings: int | None
+    discount_price: float | None
+    actual_price: float | None
+    discount_ratio: float | None
+    score: float
+    reasons: list[ReasonOut]
+
+
+class RecommendationsOut(BaseModel):
+    items: list[RecommendedProduct]
+    strategy: str
+    weights: dict[str, float]
+    model_version: str | None
+    limit: int
+    offset: int

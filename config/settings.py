@@ -29,6 +29,26 @@ class Settings(BaseSettings):
     max_query_length: int = Field(default=200, ge=1)
     max_clock_skew_seconds: int = Field(default=300, ge=0)
 
+    # Models
+    artifacts_dir: Path = PROJECT_ROOT / "data" / "artifacts"
+    artifacts_keep: int = Field(default=3, ge=1)
+    model_reload_seconds: float = Field(default=10, gt=0)
+    content_top_k: int = Field(default=50, ge=1)
+    cf_top_k: int = Field(default=50, ge=1)
+    training_window_days: int = Field(default=60, ge=1)
+    cf_half_life_days: float = Field(default=14, gt=0)
+    trending_decay_rate: float = Field(default=0.95, gt=0, lt=1)
+    fp_min_support: float = Field(default=0.0005, gt=0, le=1)
+    fp_min_confidence: float = Field(default=0.05, gt=0, le=1)
+    fp_min_lift: float = Field(default=1.0, ge=0)
+
+    # Home feed: merged = clicked * w_clicked + search * w_search + diverse * w_diverse
+    weight_clicked: float = Field(default=0.5, ge=0)
+    weight_search: float = Field(default=0.4, ge=0)
+    weight_diverse: float = Field(default=0.1, ge=0)
+    trending_boost: float = Field(default=0.1, ge=0)
+    history_days: int = Field(default=30, ge=1)
+
     log_level: str = "INFO"
 
 

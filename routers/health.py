@@ -25,7 +25,7 @@ async def health():
 )
 async def ready(request: Request, pool: Pool):
     """Readiness: the database answers; which model versions are loaded."""
-    models = getattr(request.app.state, "model_versions", {})
+    models = request.app.state.models.versions()
     try:
         async with pool.acquire(timeout=2) as conn:
             products = await count_products(conn=conn)

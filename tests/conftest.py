@@ -98,8 +98,10 @@ async def conn(database_url):
 
 
 @pytest.fixture
-def settings(database_url) -> Settings:
-    return Settings(database_url=database_url, db_pool_max_size=10)
+def settings(database_url, tmp_path) -> Settings:
+    return Settings(
+        database_url=database_url, db_pool_max_size=10, artifacts_dir=tmp_path / "artifacts"
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,52 @@
+"""SQL the offline training reads: the catalog and the global event log (never per-user tables)."""
+
+import io
+from datetime import datetime
+
+import asyncpg
+import pandas as pd
+
+_CATALOG = """
+SELECT id, name, main_category, sub_category, image, link, ratings, no_of_ratings,
+       discount_price, actual_price, discount_ratio
+FROM products ORDER BY id
+"""
+CATALOG_COLUMNS = [
+    "id",
+    "name",
+    "main_category",
+    "sub_category",
+    "image",
+    "link",
+    "ratings",
+    "no_of_ratings",
+    "discount_price",
+    "actual_price",
+    "discount_ratio",
+]
+_CLICKS_SINCE = """
+SELECT user_id, product_id, extract(epoch FROM "timestamp")::float8 AS epoch
+FROM interaction_events
+WHERE event_type = 'product_click' AND "timestamp" >= '{since}'::timestamptz
+"""
+
+
+async def fetch_catalog(*, conn: asyncpg.Connection) -> pd.DataFrame:
+    """The whole catalog ordered by id, numeric columns as float (NaN when empty)."""
+    rows = await conn.fetch(_CATALOG)
+    frame = pd.DataFrame([dict(r) for r in rows], columns=CATALOG_COLUMNS)
+    for column in ("ratings", "no_of_ratings", "discount_ratio", "discount_price", "actual_price"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+async def fetch_clicks(*, conn: asyncpg.Connection, since: datetime) -> pd.DataFrame:
+    """Clicks since `since`, streamed with COPY (millions of rows)."""
+    buffer = io.BytesIO()
+    # `since` is a datetime we produced, rendered in ISO format: no user text reaches this SQL.
+    query = _CLICKS_SINCE.format(since=since.isoformat())
+    await conn.copy_from_query(query, output=buffer, format="csv", header=True)
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer, dtype={"user_id": str, "product_id": str, "epoch": "float64"}, keep_default_na=False
+    )

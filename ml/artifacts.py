@@ -1,0 +1,80 @@
+"""Versioned artifact folders: data/artifacts/<version>/ with arrays (.npy) and manifest.json.
+
+A `current` symlink names the serving version; it is switched atomically, and only after the new
+version loads and validates.
+"""
+
+import hashlib
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import numpy as np
+
+CURRENT = "current"
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def new_version_name() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def write_version(
+    root: Path, arrays: dict[str, np.ndarray], *, inputs: dict[str, int], extra: dict | None = None
+) -> Path:
+    """Write arrays and a manifest into a new version folder (not yet current)."""
+    name = new_version_name()
+    folder = root / name
+    folder.mkdir(parents=True)
+    for key, array in arrays.items():
+        np.save(folder / f"{key}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    manifest = {
+        "version": name,
+        "created_at": datetime.now(UTC).isoformat(),
+        "inputs": inputs,
+        "libraries": {
+            "python": platform.python_version(),
+            **{pkg: package_version(pkg) for pkg in ("numpy", "scipy", "scikit-learn", "mlxtend")},
+        },
+        "files": {p.name: _sha256(p) for p in sorted(folder.glob("*.npy"))},
+        **(extra or {}),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return folder
+
+
+def load_version(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Manifest and memory-mapped arrays of a version (several workers share the pages)."""
+    manifest = json.loads((folder / MANIFEST).read_text())
+    arrays = {
+        name.removesuffix(".npy"): np.load(folder / name, mmap_mode="r", allow_pickle=False)
+        for name in manifest["files"]
+    }
+    return manifest, arrays
+
+
+def verify_checksums(folder: Path) -> None:
+    manifest = json.loads((folder / MANIFEST).read_text())
+    for name, digest in manifest["files"].items():
+        if _sha256(folder / name) != digest:
+            raise ValueError(f"{folder / name}: checksum mismatch")
+
+
+def publish(root: Path, folder: Path) -> None:
+    """Point `current` at `folder` atomically (rename of a fresh symlink over the old one)."""
+    temporary = root / f".{CURRENT}.{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(folder.name)
+    temporary.replace(root / CURRENT)
+
+
+def current_version_folder(root: Path) -> Path | None:
+    link = root / CURRENT
+    return link.resolve() if link.exists() else None

@@ -1,0 +1,197 @@
+"""Train every model from the catalog and the event log into a new artifact version, validate it,
+then make it current.
+
+    python -m ml.train        (knobs: CONTENT_TOP_K, FP_MIN_SUPPORT, ... see config/settings.py)
+
+Artifacts (data/artifacts/<version>/): product_ids, content TF-IDF (CSC for query lookup,
+vocabulary, idf) and top-K similar products, item-CF neighbours, FP-Growth co-click rules,
+trending and catalog popularity scores, plus manifest.json.
+"""
+
+import argparse
+import asyncio
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from config.settings import Settings, get_settings
+from database.server import database_url
+from database.training import fetch_catalog, fetch_clicks
+from ml.artifacts import current_version_folder, load_version, publish, write_version
+from ml.train_collaborative import interaction_matrix, item_neighbors
+from ml.train_content_model import fit_tfidf, similar_products
+from ml.train_fp_growth import co_click_rules, session_transactions
+from ml.trending import decayed_scores, popularity_prior
+
+
+@dataclass
+class TrainingResult:
+    folder: Path
+    seconds: dict[str, float]
+    products: int
+    clicks: int
+    rules: int
+
+
+def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{prefix}_{key}": value for key, value in triplet.items()}
+
+
+def train_arrays(
+    catalog: pd.DataFrame,
+    clicks: pd.DataFrame,
+    settings: Settings,
+    now: datetime,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], dict[str, float], int]:
+    """Fit every model on in-memory data; returns arrays, seconds per step and rule count."""
+    seconds: dict[str, float] = {}
+    n_items = len(catalog)
+    arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
+
+    started = time.perf_counter()
+    matrix, vocabulary, idf = fit_tfidf(catalog["name"].tolist(), catalog["sub_category"].tolist())
+    with tqdm(total=n_items, desc="content top-k", disable=not progress, unit="item") as bar:
+        arrays |= _prefixed("content", similar_products(matrix, settings.content_top_k, bar))
+    csc = matrix.tocsc()
+    arrays |= {
+        "tfidf_data": csc.data,
+        "tfidf_indices": csc.indices.astype(np.int32),
+        "tfidf_indptr": csc.indptr.astype(np.int64),
+        "tfidf_vocabulary": vocabulary,
+        "tfidf_idf": idf,
+    }
+    seconds["content"] = time.perf_counter() - started
+
+    item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
+    known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
+    clicks = clicks[known]
+    item_positions = item_positions[known]
+    user_positions, _ = pd.factorize(clicks["user_id"])
+    epoch = clicks["epoch"].to_numpy()
+    age_hours = (now.timestamp() - epoch) / 3600.0
+
+    started = time.perf_counter()
+    half_life_hours = settings.cf_half_life_days * 24
+    cf_weights = np.power(0.5, age_hours / half_life_hours)
+    user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
+    arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
+    seconds["collaborative"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    transactions = session_transactions(user_positions, item_positions, epoch)
+    rules_triplet, rule_count = co_click_rules(
+        transactions,
+        n_items,
+        min_support=settings.fp_min_support,
+        min_confidence=settings.fp_min_confidence,
+        min_lift=settings.fp_min_lift,
+    )
+    arrays |= _prefixed("coclick", rules_triplet)
+    seconds["fp_growth"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    arrays["trending"] = decayed_scores(
+        item_positions,
+        np.ones(len(item_positions)),
+        age_hours,
+        n_items,
+        settings.trending_decay_rate,
+    )
+    arrays["popularity"] = popularity_prior(
+        catalog["ratings"].to_numpy(), catalog["no_of_ratings"].to_numpy()
+    )
+    seconds["trending"] = time.perf_counter() - started
+    return arrays, seconds, rule_count
+
+
+def validate_version(folder: Path, expected_products: int) -> None:
+    """A version must load, have sane sizes and answer a sample lookup before it serves."""
+    _, arrays = load_version(folder)
+    if len(arrays["product_ids"]) != expected_products:
+        raise ValueError("product count mismatch")
+    for prefix in ("content", "cf", "coclick"):
+        if len(arrays[f"{prefix}_indptr"]) != expected_products + 1:
+            raise ValueError(f"{prefix}: neighbour lists do not cover the catalog")
+        if (
+            arrays[f"{prefix}_indices"].size
+            and arrays[f"{prefix}_indices"].max() >= expected_products
+        ):
+            raise ValueError(f"{prefix}: neighbour index out of range")
+    if expected_products > 1 and arrays["content_indptr"][-1] == 0:
+        raise ValueError("content model has no neighbours at all")
+
+
+def prune_old_versions(root: Path, keep: int) -> None:
+    current = current_version_folder(root)
+    versions = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for folder in versions[:-keep]:
+        if folder != current:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+async def train(
+    *, conn: asyncpg.Connection, settings: Settings, progress: bool = False
+) -> TrainingResult:
+    """Train on the database's data and publish a validated new version."""
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    catalog = await fetch_catalog(conn=conn)
+    clicks = await fetch_clicks(
+        conn=conn, since=now - timedelta(days=settings.training_window_days)
+    )
+    load_seconds = time.perf_counter() - started
+    if catalog.empty:
+        raise ValueError("the catalog is empty: import products first")
+    arrays, seconds, rules = await asyncio.to_thread(
+        train_arrays, catalog, clicks, settings, now, progress
+    )
+    seconds["load"] = load_seconds
+    settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    folder = write_version(
+        settings.artifacts_dir,
+        arrays,
+        inputs={"products": len(catalog), "clicks": len(clicks)},
+        extra={"training_seconds": seconds, "co_click_rules": rules},
+    )
+    try:
+        validate_version(folder, len(catalog))
+    except Exception:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    publish(settings.artifacts_dir, folder)
+    prune_old_versions(settings.artifacts_dir, settings.artifacts_keep)
+    return TrainingResult(folder, seconds, len(catalog), len(clicks), rules)
+
+
+async def _main(progress: bool) -> None:
+    settings = get_settings()
+    with database_url(settings.database_url, settings.pgdata_dir) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            result = await train(conn=conn, settings=settings, progress=progress)
+        finally:
+            await conn.close()
+    steps = ", ".join(f"{step} {secs:.1f} s" for step, secs in result.seconds.items())
+    print(
+        f"published {result.folder.name}: {result.products} products, {result.clicks} clicks, "
+        f"{result.rules} co-click rules ({steps})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(_main(progress=not args.no_progress))
+
+
+if __name__ == "__main__":
+    main()

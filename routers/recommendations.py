@@ -1,0 +1,108 @@
+"""GET /recommendations/home and /recommendations/product/{product_id}."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from database.interactions import recent_user_events
+from routers.dependencies import Pool
+from routers.problems import ProblemError
+from schemas import (
+    PRODUCT_ID_REGEX,
+    HomeQuery,
+    Problem,
+    ReasonOut,
+    RecommendationQuery,
+    RecommendationsOut,
+    RecommendedProduct,
+)
+from services.feeds import Feed, Filters, home_feed, similar_feed
+
+router = APIRouter(prefix="/recommendations", tags=["recommendations"])
+PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}
+
+
+def _response(request: Request, feed: Feed, query: RecommendationQuery) -> RecommendationsOut:
+    catalog = request.app.state.catalog
+    bundle = request.app.state.models.bundle
+    page = feed.items[query.offset : query.offset + query.limit]
+    items = [
+        RecommendedProduct(
+            **catalog.product(candidate.position),
+            score=round(candidate.score, 6),
+            reasons=[
+                ReasonOut(signal=r.signal, anchor=r.anchor, text=r.text) for r in candidate.reasons
+            ],
+        )
+        for candidate in page
+    ]
+    return RecommendationsOut(
+        items=items,
+        strategy=feed.strategy,
+        weights=feed.weights,
+        model_version=bundle.version if bundle else None,
+        limit=query.limit,
+        offset=query.offset,
+    )
+
+
+def _filters(query: RecommendationQuery) -> Filters:
+    return Filters(query.category, query.min_price, query.max_price)
+
+
+@router.get(
+    "/home", response_model=RecommendationsOut, responses=PROBLEMS, name="recommendations:home"
+)
+async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()]):
+    """Personal home feed; the user's recent events are read at request time."""
+    settings = request.app.state.settings
+    now = datetime.now(UTC)
+    async with pool.acquire() as conn:
+        events = await recent_user_events(
+            conn=conn, user_id=query.user_id, since=now - timedelta(days=settings.history_days)
+        )
+    feed = home_feed(
+        catalog=request.app.state.catalog,
+        bundle=request.app.state.models.bundle,
+        events=[dict(e) for e in events],
+        user_id=query.user_id,
+        weights={
+            "clicked": settings.weight_clicked,
+            "search": settings.weight_search,
+            "diverse": settings.weight_diverse,
+        },
+        boost_weight=settings.trending_boost,
+        n=query.offset + query.limit,
+        filters=_filters(query),
+        exclude_seen=query.exclude_seen,
+        now=now,
+    )
+    return _response(request, feed, query)
+
+
+@router.get(
+    "/product/{product_id}",
+    response_model=RecommendationsOut,
+    responses=PROBLEMS,
+    name="recommendations:product",
+)
+async def similar_products(
+    request: Request,
+    product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)],
+    query: Annotated[RecommendationQuery, Query()],
+):
+    """Products most similar to this one (TF-IDF on name and sub-category)."""
+    catalog = request.app.state.catalog
+    position = catalog.position_of.get(product_id)
+    if position is None:
+        raise ProblemError(
+            404, f"product {product_id} is not in the catalog", problem_type="unknown-product"
+        )
+    feed = similar_feed(
+        catalog=catalog,
+        bundle=request.app.state.models.bundle,
+        position=position,
+        filters=_filters(query),
+    )
+    return _response(request, feed, query)

@@ -1,0 +1,53 @@
+"""The catalog held in memory for serving: product fields by position, category indexes."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+TOP_PER_CATEGORY = 200
+
+
+@dataclass
+class Catalog:
+    frame: pd.DataFrame  # one row per product, ordered by id
+    popularity: np.ndarray  # catalog prior, 0..1
+    position_of: dict[str, int] = field(init=False)
+    main_category: np.ndarray = field(init=False)
+    price: np.ndarray = field(init=False)
+    top_by_category: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self):
+        self.position_of = {pid: pos for pos, pid in enumerate(self.frame["id"])}
+        self.main_category = self.frame["main_category"].to_numpy(dtype=object)
+        # The price a shopper pays: the discount price when there is one.
+        self.price = self.frame["discount_price"].fillna(self.frame["actual_price"]).to_numpy()
+        order = np.argsort(-self.popularity, kind="stable")
+        self.top_by_category = {
+            category: group[:TOP_PER_CATEGORY]
+            for category, group in pd.Series(order)
+            .groupby(self.main_category[order])
+            .agg(lambda s: s.to_numpy())
+            .items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def product(self, position: int) -> dict:
+        row = self.frame.iloc[position]
+        return {
+            key: (None if isinstance(value, float) and np.isnan(value) else value)
+            for key, value in row.items()
+        }
+
+    def matches(self, position: int, category: str | None, min_price, max_price) -> bool:
+        if category is not None and category not in (
+            self.main_category[position],
+            self.frame["sub_category"].iat[position],
+        ):
+            return False
+        price = self.price[position]
+        if min_price is not None and not (price >= min_price):
+            return False
+        return max_price is None or price <= max_price

@@ -1,0 +1,227 @@
+"""Request-level recommendation feeds built from the catalog, the models and the user's recent
+events. No HTTP and no database here: the router passes the events it read."""
+
+import hashlib
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from services.catalog import Catalog
+from services.models import ModelBundle
+from services.recommender import (
+    Candidate,
+    Reason,
+    Source,
+    add_candidate,
+    diverse_candidates,
+    hybrid_merge,
+)
+from services.search import lexical_search
+
+MAX_ANCHOR_CLICKS = 20
+MAX_ANCHOR_QUERIES = 5
+NEIGHBORS_PER_ANCHOR = 30
+CLICK_HALF_LIFE_HOURS = 72.0
+# New users: no history, so lean on what is popular, what is good value, and each category's best.
+NEW_USER_WEIGHTS = {"trending": 0.5, "best_value": 0.3, "top_category": 0.2}
+
+
+@dataclass
+class Filters:
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+
+    def keep(self, catalog: Catalog):
+        if self.category is None and self.min_price is None and self.max_price is None:
+            return None
+        return lambda position: catalog.matches(
+            position, self.category, self.min_price, self.max_price
+        )
+
+
+@dataclass
+class Feed:
+    items: list[Candidate]
+    strategy: str
+    weights: dict[str, float]
+
+
+def trending_boost(catalog: Catalog, bundle: ModelBundle | None) -> tuple[np.ndarray, str]:
+    """Trending scores scaled 0..1 in catalog order; the catalog prior before any events."""
+    if bundle is not None:
+        trending = bundle.scores_in_catalog_order("trending")
+        if trending.max() > 0:
+            return trending / trending.max(), "trending"
+    return catalog.popularity, "popular"
+
+
+def _top(values: np.ndarray, n: int, keep) -> list[int]:
+    order = np.argsort(-values, kind="stable")
+    picked = []
+    for position in order.tolist():
+        if values[position] <= 0 or len(picked) == n:
+            break
+        if keep is None or keep(position):
+            picked.append(position)
+    return picked
+
+
+def new_user_sources(
+    catalog: Catalog, bundle: ModelBundle | None, n: int, keep
+) -> dict[str, Source]:
+    trend, trend_signal = trending_boost(catalog, bundle)
+    trending: Source = {}
+    for position in _top(trend, n, keep):
+        text = "trending now" if trend_signal == "trending" else "popular in the catalog"
+        add_candidate(trending, position, float(trend[position]), Reason(trend_signal, None, text))
+
+    # Best value: biggest discounts among well-rated, much-rated products.
+    ratings = catalog.frame["ratings"].to_numpy()
+    counts = catalog.frame["no_of_ratings"].to_numpy()
+    ratio = np.nan_to_num(catalog.frame["discount_ratio"].to_numpy(), nan=0.0)
+    well_rated = (np.nan_to_num(ratings) >= 4.0) & (np.nan_to_num(counts) >= 50)
+    best_value: Source = {}
+    for position in _top(np.where(well_rated, ratio, 0.0), n, keep):
+        add_candidate(
+            best_value,
+            position,
+            float(ratio[position]),
+            Reason("best_value", None, f"{ratio[position]:.0%} off, rated well"),
+        )
+
+    top_category: Source = {}
+    for category, positions in catalog.top_by_category.items():
+        for rank, position in enumerate(positions[:3].tolist()):
+            if keep is None or keep(position):
+                add_candidate(
+                    top_category,
+                    position,
+                    1.0 / (1 + rank),
+                    Reason("top_category", category, f"top in {category}"),
+                )
+    return {"trending": trending, "best_value": best_value, "top_category": top_category}
+
+
+def _recency_weight(timestamp: datetime, now: datetime) -> float:
+    age_hours = max(0.0, (now - timestamp).total_seconds() / 3600)
+    return 0.5 ** (age_hours / CLICK_HALF_LIFE_HOURS)
+
+
+def clicked_source(
+    catalog: Catalog, bundle: ModelBundle, clicks: list[tuple[str, float]]
+) -> Source:
+    source: Source = {}
+    for product_id, weight in clicks:
+        anchor = catalog.position_of.get(product_id)
+        if anchor is None:
+            continue
+        for model, signal, text in (
+            ("content", "similar", f"similar to {product_id}"),
+            ("coclick", "co_click", f"often clicked with {product_id}"),
+            ("cf", "collaborative", f"shoppers who clicked {product_id} also clicked"),
+        ):
+            positions, scores = bundle.neighbors(model, anchor)
+            if len(scores) == 0:
+                continue
+            top = float(scores[0]) or 1.0
+            reason = Reason(signal, product_id, text)
+            for position, score in zip(
+                positions[:NEIGHBORS_PER_ANCHOR].tolist(),
+                scores[:NEIGHBORS_PER_ANCHOR].tolist(),
+                strict=True,
+            ):
+                add_candidate(source, position, weight * score / top, reason)
+    return source
+
+
+def search_source(bundle: ModelBundle, queries: list[tuple[str, float]]) -> Source:
+    source: Source = {}
+    for query, weight in queries:
+        results = lexical_search(bundle, query, limit=NEIGHBORS_PER_ANCHOR)
+        if not results:
+            continue
+        top = results[0][1]
+        reason = Reason("search", query, f"matches your search '{query}'")
+        for position, score, _terms in results:
+            add_candidate(source, position, weight * score / top, reason)
+    return source
+
+
+def _seed(user_id: str, now: datetime) -> int:
+    # Same user, same day -> same exploration picks (stable pagination), new picks tomorrow.
+    return int.from_bytes(hashlib.sha256(f"{user_id}:{now:%Y-%m-%d}".encode()).digest()[:8])
+
+
+def home_feed(
+    *,
+    catalog: Catalog,
+    bundle: ModelBundle | None,
+    events: list[dict],
+    user_id: str,
+    weights: dict[str, float],
+    boost_weight: float,
+    n: int,
+    filters: Filters,
+    exclude_seen: bool,
+    now: datetime,
+) -> Feed:
+    """Home feed: personal hybrid for users with history, popularity mix for new users."""
+    keep = filters.keep(catalog)
+    clicks: dict[str, float] = {}
+    queries: dict[str, float] = {}
+    for event in events:  # newest first
+        weight = _recency_weight(event["timestamp"], now)
+        if event["event_type"] == "product_click" and len(clicks) < MAX_ANCHOR_CLICKS:
+            clicks.setdefault(event["product_id"], weight)
+        elif event["event_type"] == "search_query" and len(queries) < MAX_ANCHOR_QUERIES:
+            queries.setdefault(event["query"], weight)
+    seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
+    exclude = seen if exclude_seen else set()
+    boost, _ = trending_boost(catalog, bundle)
+
+    if not events or bundle is None:
+        sources = new_user_sources(catalog, bundle, n + len(exclude), keep)
+        ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
+        strategy = "new_user" if not events else "popularity_no_models"
+        return Feed(ranked, strategy, NEW_USER_WEIGHTS)
+
+    history_categories = [catalog.main_category[p] for p in seen]
+    sources = {
+        "clicked": clicked_source(catalog, bundle, list(clicks.items())),
+        "search": search_source(bundle, list(queries.items())),
+        "diverse": diverse_candidates(
+            history_categories,
+            catalog.top_by_category,
+            max(3, n // 5),
+            random.Random(_seed(user_id, now)),
+        ),
+    }
+    ranked = hybrid_merge(
+        sources, weights, boost=boost, boost_weight=boost_weight, exclude=exclude, keep=keep
+    )
+    if len(ranked) < n:  # thin history: top up with popular items
+        fill = new_user_sources(catalog, bundle, n, keep)["trending"]
+        taken = {c.position for c in ranked} | exclude
+        ranked += [c for c in hybrid_merge({"t": fill}, {"t": 0.01}) if c.position not in taken]
+    return Feed(ranked, "personal_hybrid", weights)
+
+
+def similar_feed(
+    *, catalog: Catalog, bundle: ModelBundle | None, position: int, filters: Filters
+) -> Feed:
+    """Products most similar to one product by TF-IDF content, never the product itself."""
+    if bundle is None:
+        return Feed([], "similar_unavailable", {"content": 1.0})
+    keep = filters.keep(catalog)
+    product_id = catalog.frame["id"].iat[position]
+    positions, scores = bundle.neighbors("content", position)
+    reason = Reason("similar", product_id, f"similar to {product_id}")
+    items = [
+        Candidate(p, float(s), [reason])
+        for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
+        if p != position and (keep is None or keep(p))
+    ]
+    return Feed(items, "content_similarity", {"content": 1.0})

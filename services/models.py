@@ -1,0 +1,89 @@
+"""Loading trained artifacts (memory-mapped) and the lookups the recommenders use."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ml.artifacts import current_version_folder, load_version
+
+logger = logging.getLogger(__name__)
+NEIGHBOR_MODELS = ("content", "cf", "coclick")
+
+
+@dataclass
+class ModelBundle:
+    version: str
+    folder: Path
+    arrays: dict[str, np.ndarray]
+    to_catalog: np.ndarray  # artifact position -> catalog position (-1: product gone)
+    from_catalog: np.ndarray  # catalog position -> artifact position (-1: not trained on)
+    vocabulary: dict[str, int]
+
+    def neighbors(self, model: str, catalog_position: int) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog positions, scores) of a product's neighbours in `model`, best first."""
+        position = self.from_catalog[catalog_position]
+        if position < 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        indptr = self.arrays[f"{model}_indptr"]
+        start, end = indptr[position], indptr[position + 1]
+        mapped = self.to_catalog[self.arrays[f"{model}_indices"][start:end]]
+        scores = np.asarray(self.arrays[f"{model}_scores"][start:end])
+        keep = mapped >= 0
+        return mapped[keep], scores[keep]
+
+    def scores_in_catalog_order(self, name: str) -> np.ndarray:
+        values = np.zeros(len(self.from_catalog), dtype=np.float32)
+        present = self.from_catalog >= 0
+        values[present] = np.asarray(self.arrays[name])[self.from_catalog[present]]
+        return values
+
+
+def load_bundle(folder: Path, catalog_ids: list[str], position_of: dict[str, int]) -> ModelBundle:
+    manifest, arrays = load_version(folder)
+    product_ids = arrays["product_ids"]
+    to_catalog = np.fromiter(
+        (position_of.get(str(pid), -1) for pid in product_ids),
+        dtype=np.int64,
+        count=len(product_ids),
+    )
+    from_catalog = np.full(len(catalog_ids), -1, dtype=np.int64)
+    present = to_catalog >= 0
+    from_catalog[to_catalog[present]] = np.flatnonzero(present)
+    vocabulary = {str(term): column for column, term in enumerate(arrays["tfidf_vocabulary"])}
+    return ModelBundle(manifest["version"], folder, arrays, to_catalog, from_catalog, vocabulary)
+
+
+class ModelStore:
+    """Holds the serving bundle; `refresh()` swaps in a newly published version."""
+
+    def __init__(self, artifacts_dir: Path):
+        self.artifacts_dir = artifacts_dir
+        self.bundle: ModelBundle | None = None
+        self.last_error: str | None = None
+
+    def refresh(self, catalog_ids: list[str], position_of: dict[str, int]) -> bool:
+        """Load the current version if it changed. A broken version leaves the old one serving."""
+        folder = current_version_folder(self.artifacts_dir)
+        if folder is None or (self.bundle is not None and self.bundle.folder == folder):
+            return False
+        try:
+            bundle = load_bundle(folder, catalog_ids, position_of)
+        except (OSError, ValueError, KeyError) as exc:
+            self.last_error = f"{folder.name}: {exc}"
+            logger.warning("could not load artifacts %s: %s", folder, exc)
+            return False
+        self.bundle = bundle  # one reference swap: requests see the old or the new bundle
+        self.last_error = None
+        logger.info("serving model version %s", bundle.version)
+        return True
+
+    def versions(self) -> dict[str, str | None]:
+        version = self.bundle.version if self.bundle else None
+        return {
+            "content": version,
+            "collaborative": version,
+            "co_click": version,
+            "trending": version,
+        }

@@ -1,0 +1,112 @@
+"""Hybrid ranking as pure functions: plain data in, ranked list out."""
+
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Reason:
+    # similar | co_click | collaborative | search | trending | popular | best_value | explore
+    signal: str
+    anchor: str | None  # product id, search term or category the item is there because of
+    text: str
+
+
+@dataclass
+class Candidate:
+    position: int  # catalog position
+    score: float
+    reasons: list[Reason] = field(default_factory=list)
+
+
+Source = dict[int, Candidate]
+
+
+def add_candidate(source: Source, position: int, score: float, reason: Reason) -> None:
+    """Accumulate evidence for one item within one source (several anchors add up)."""
+    candidate = source.get(position)
+    if candidate is None:
+        source[position] = Candidate(position, score, [reason])
+        return
+    candidate.score += score
+    if reason not in candidate.reasons:
+        candidate.reasons.append(reason)
+
+
+def normalise(source: Source) -> Source:
+    """Scale a source's scores to 0..1 so sources with different scales can be weighted."""
+    top = max((c.score for c in source.values()), default=0.0)
+    if top <= 0:
+        return {}
+    return {p: Candidate(p, c.score / top, list(c.reasons)) for p, c in source.items()}
+
+
+def hybrid_merge(
+    sources: dict[str, Source],
+    weights: dict[str, float],
+    *,
+    boost: np.ndarray | None = None,
+    boost_weight: float = 0.0,
+    exclude: Iterable[int] = (),
+    keep: Callable[[int], bool] | None = None,
+) -> list[Candidate]:
+    """Weighted merge of normalised sources; an item found by several sources keeps its best
+    weighted score and the reasons of all of them. `boost` (0..1 per catalog position, e.g.
+    trending) adds boost_weight x boost to items that are already candidates.
+
+    Returns candidates ranked by score (ties broken by position, so the order is deterministic).
+    """
+    excluded = set(exclude)
+    merged: dict[int, Candidate] = {}
+    for name, source in sources.items():
+        weight = weights.get(name, 0.0)
+        if weight <= 0:
+            continue
+        for position, candidate in normalise(source).items():
+            if position in excluded or (keep is not None and not keep(position)):
+                continue
+            score = weight * candidate.score
+            best = merged.get(position)
+            if best is None:
+                merged[position] = Candidate(position, score, list(candidate.reasons))
+                continue
+            best.score = max(best.score, score)
+            best.reasons.extend(r for r in candidate.reasons if r not in best.reasons)
+    if boost is not None and boost_weight > 0:
+        for candidate in merged.values():
+            candidate.score += boost_weight * float(boost[candidate.position])
+    return sorted(merged.values(), key=lambda c: (-c.score, c.position))
+
+
+def under_represented_categories(
+    history_categories: Iterable[str], all_categories: Iterable[str]
+) -> list[str]:
+    """Categories ordered from least to most present in the user's history (unseen first)."""
+    counts = Counter(history_categories)
+    return sorted(all_categories, key=lambda category: (counts[category], category))
+
+
+def diverse_candidates(
+    history_categories: list[str],
+    top_by_category: dict[str, np.ndarray],
+    n: int,
+    rng: random.Random,
+) -> Source:
+    """n items sampled at random from popular products of the categories least represented in
+    the user's history (the least represented half of the categories)."""
+    ordered = under_represented_categories(history_categories, top_by_category)
+    pool = ordered[: max(1, len(ordered) // 2)]
+    source: Source = {}
+    for rank in range(n):
+        category = rng.choice(pool)
+        items = top_by_category[category]
+        if len(items) == 0:
+            continue
+        position = int(items[rng.randrange(min(len(items), 50))])
+        reason = Reason("explore", category, f"explore {category}")
+        add_candidate(source, position, 1.0 / (1 + rank), reason)
+    return source

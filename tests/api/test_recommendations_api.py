@@ -1,0 +1,198 @@
+"""Recommendation endpoints on the small generated catalog, with models trained for real."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from main import refresh_models
+from ml.train import train
+
+PROBLEM = "application/problem+json"
+
+
+async def _ids(conn, sub_category: str, n: int = 50) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT id FROM products WHERE sub_category = $1 ORDER BY id LIMIT $2", sub_category, n
+    )
+    return [r["id"] for r in rows]
+
+
+async def _train_and_load(app, conn, settings):
+    result = await train(conn=conn, settings=settings)
+    refresh_models(app)
+    return result
+
+
+async def _post(client, events):
+    response = await client.post("/interactions/batch", json={"events": events})
+    assert response.status_code == 201, response.text
+
+
+async def test_service_starts_without_artifacts_and_serves_popularity(client):
+    ready = (await client.get("/ready")).json()
+    assert set(ready["models"].values()) == {None}
+    home = await client.get("/recommendations/home", params={"user_id": "fresh_user"})
+    assert home.status_code == 200
+    body = home.json()
+    assert body["strategy"] == "new_user" and len(body["items"]) == 20
+    assert body["model_version"] is None
+    assert all(item["reasons"] for item in body["items"])
+
+
+async def test_product_endpoint_validation(client, app, conn, settings, product_ids):
+    await _train_and_load(app, conn, settings)
+    for bad in ["b09n3znhty", "B09N3ZNHT", "B09N3ZNHTYX"]:
+        response = await client.get(f"/recommendations/product/{bad}")
+        assert response.status_code == 422, bad
+        assert response.headers["content-type"] == PROBLEM
+    missing = await client.get("/recommendations/product/ZZZZZZZZZZ")
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    too_many = await client.get(f"/recommendations/product/{product_ids[0]}", params={"limit": 101})
+    assert too_many.status_code == 422
+    assert too_many.json()["errors"][0]["field"] == "query.limit"
+
+
+async def test_similar_products_of_a_phone_are_mostly_phones(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    phone = (await _ids(conn, "Smartphones"))[0]
+    response = await client.get(f"/recommendations/product/{phone}", params={"limit": 10})
+    assert response.status_code == 200
+    items = response.json()["items"]
+    assert len(items) == 10
+    assert phone not in [i["id"] for i in items]
+    assert sum(i["sub_category"] == "Smartphones" for i in items) >= 7
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i["reasons"][0]["anchor"] == phone for i in items)
+
+
+async def test_running_shoe_clicks_lead_the_feed_with_footwear(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    shoes = (await _ids(conn, "Sports Shoes"))[:4]
+    await _post(
+        client,
+        [{"user_id": "runner", "event_type": "product_click", "product_id": p} for p in shoes],
+    )
+    response = await client.get("/recommendations/home", params={"user_id": "runner", "limit": 10})
+    body = response.json()
+    assert body["strategy"] == "personal_hybrid"
+    assert body["weights"] == {"clicked": 0.5, "search": 0.4, "diverse": 0.1}
+    top = body["items"][:5]
+    assert all("shoes" in i["main_category"] for i in top), [i["sub_category"] for i in top]
+    anchors = {r["anchor"] for i in top for r in i["reasons"]}
+    assert anchors & set(shoes)
+    assert not set(shoes) & {i["id"] for i in body["items"]}  # seen items excluded by default
+    with_seen = await client.get(
+        "/recommendations/home",
+        params={"user_id": "runner", "limit": 100, "exclude_seen": "false"},
+    )
+    assert with_seen.status_code == 200
+
+
+async def test_a_click_a_moment_ago_changes_the_feed(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    before = await client.get("/recommendations/home", params={"user_id": "quick"})
+    tv = (await _ids(conn, "Televisions"))[0]
+    await client.post(
+        "/interactions", json={"user_id": "quick", "event_type": "product_click", "product_id": tv}
+    )
+    after = await client.get("/recommendations/home", params={"user_id": "quick"})
+    assert before.json()["strategy"] == "new_user"
+    assert after.json()["strategy"] == "personal_hybrid"
+    assert [i["id"] for i in before.json()["items"]] != [i["id"] for i in after.json()["items"]]
+
+
+async def test_earbuds_search_brings_audio(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    await _post(client, [{"user_id": "listener", "event_type": "search_query", "query": "earbuds"}])
+    body = (await client.get("/recommendations/home", params={"user_id": "listener"})).json()
+    matched = [i for i in body["items"] if any(r["anchor"] == "earbuds" for r in i["reasons"])]
+    assert matched and body["items"][0] == matched[0]
+    assert all("Earbuds" in i["name"] and i["sub_category"] == "Headphones" for i in matched)
+    assert matched[0]["reasons"][0]["text"] == "matches your search 'earbuds'"
+
+
+async def test_products_clicked_together_become_co_click_recommendations(
+    client, app, conn, settings
+):
+    phone = (await _ids(conn, "Smartphones"))[0]
+    case = (await _ids(conn, "Mobile Accessories"))[0]
+    others = [
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT id FROM products WHERE main_category = 'sports & fitness' ORDER BY id LIMIT 30"
+        )
+    ]
+    now = datetime.now(UTC)
+    events = []
+    for user in range(30):
+        start = now - timedelta(hours=user + 1)
+        pair = [phone, case] if user % 2 else [case, phone]
+        for n, product in enumerate([*pair, others[user]]):
+            events.append(
+                {
+                    "user_id": f"pair_{user}",
+                    "event_type": "product_click",
+                    "product_id": product,
+                    "timestamp": (start + timedelta(minutes=n)).isoformat(),
+                }
+            )
+    await _post(client, events)
+    result = await _train_and_load(app, conn, settings)
+    assert result.rules > 0
+    await _post(client, [{"user_id": "buyer", "event_type": "product_click", "product_id": phone}])
+    body = (await client.get("/recommendations/home", params={"user_id": "buyer"})).json()
+    reasons = {(r["signal"], r["anchor"], i["id"]) for i in body["items"] for r in i["reasons"]}
+    assert ("co_click", phone, case) in reasons
+    await _post(client, [{"user_id": "buyer2", "event_type": "product_click", "product_id": case}])
+    body = (await client.get("/recommendations/home", params={"user_id": "buyer2"})).json()
+    reasons = {(r["signal"], r["anchor"], i["id"]) for i in body["items"] for r in i["reasons"]}
+    assert ("co_click", case, phone) in reasons
+
+
+async def test_filters_and_paging(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    params = {"user_id": "filter_user", "category": "Headphones", "limit": 5}
+    items = (await client.get("/recommendations/home", params=params)).json()["items"]
+    assert items and all(i["sub_category"] == "Headphones" for i in items)
+    cheap = (
+        await client.get("/recommendations/home", params={"user_id": "f2", "max_price": 500})
+    ).json()["items"]
+    assert cheap and all((i["discount_price"] or i["actual_price"]) <= 500 for i in cheap)
+    first = (
+        await client.get("/recommendations/home", params={"user_id": "f3", "limit": 10})
+    ).json()
+    second = (
+        await client.get("/recommendations/home", params={"user_id": "f3", "limit": 5, "offset": 5})
+    ).json()
+    assert [i["id"] for i in first["items"][5:]] == [i["id"] for i in second["items"]]
+    bad = await client.get(
+        "/recommendations/home", params={"user_id": "f4", "min_price": 10, "max_price": 5}
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.max_price"
+    bad_user = await client.get("/recommendations/home", params={"user_id": "x'; --"})
+    assert bad_user.status_code == 422 and bad_user.headers["content-type"] == PROBLEM
+
+
+async def test_version_switch_while_serving(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    phone = (await _ids(conn, "Smartphones"))[0]
+    stop = asyncio.Event()
+    statuses = []
+
+    async def keep_asking():
+        while not stop.is_set():
+            response = await client.get(f"/recommendations/product/{phone}")
+            statuses.append(response.status_code)
+            home = await client.get("/recommendations/home", params={"user_id": "switcher"})
+            statuses.append(home.status_code)
+
+    readers = [asyncio.create_task(keep_asking()) for _ in range(4)]
+    versions = set()
+    for _ in range(3):
+        await _train_and_load(app, conn, settings)
+        versions.add(app.state.models.bundle.version)
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*readers)
+    assert len(versions) == 3
+    assert statuses and set(statuses) == {200}

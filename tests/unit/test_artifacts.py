@@ -1,0 +1,75 @@
+"""Artifact save -> load round trip and model training on tiny synthetic data."""
+
+import numpy as np
+import pytest
+
+from ml.artifacts import (
+    current_version_folder,
+    load_version,
+    publish,
+    verify_checksums,
+    write_version,
+)
+from ml.train_content_model import fit_tfidf, similar_products
+from ml.train_fp_growth import co_click_rules, session_transactions
+from ml.trending import decayed_scores, popularity_prior
+
+
+def test_save_load_round_trip(tmp_path):
+    arrays = {
+        "product_ids": np.array(["A000000001", "B000000002"]),
+        "scores": np.array([0.5, 0.25], dtype=np.float32),
+        "indptr": np.array([0, 1, 2], dtype=np.int64),
+    }
+    folder = write_version(tmp_path, arrays, inputs={"products": 2})
+    manifest, loaded = load_version(folder)
+    assert manifest["inputs"] == {"products": 2} and manifest["version"] == folder.name
+    assert set(manifest["files"]) == {"product_ids.npy", "scores.npy", "indptr.npy"}
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(loaded[key], value)
+        assert isinstance(loaded[key], np.memmap)
+    verify_checksums(folder)
+    assert current_version_folder(tmp_path) is None
+    publish(tmp_path, folder)
+    assert current_version_folder(tmp_path) == folder.resolve()
+    (folder / "scores.npy").write_bytes(b"corrupt")
+    with pytest.raises(ValueError):
+        verify_checksums(folder)
+
+
+def test_content_neighbours_prefer_same_kind():
+    names = [
+        "Samsung 5G Smartphone",
+        "Redmi 5G Smartphone",
+        "Nike Running Shoes",
+        "Puma Running Shoes",
+        "Samsung Smart TV",
+    ]
+    subs = ["Smartphones", "Smartphones", "Sports Shoes", "Sports Shoes", "Televisions"]
+    matrix, vocabulary, idf = fit_tfidf(names, subs)
+    triplet = similar_products(matrix, k=2)
+    first = triplet["indices"][triplet["indptr"][0] : triplet["indptr"][1]]
+    third = triplet["indices"][triplet["indptr"][2] : triplet["indptr"][3]]
+    assert first[0] == 1 and 0 not in first
+    assert third[0] == 3
+    assert len(vocabulary) == len(idf)
+
+
+def test_sessions_split_on_gap_and_rules_find_pairs():
+    users = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    items = np.array([1, 2, 3, 1, 1, 2, 1, 2])
+    times = np.array([0, 60, 10_000, 10_060, 0, 30, 0, 30], dtype=float)
+    transactions = session_transactions(users, items, times)
+    assert sorted(map(tuple, transactions)) == [(1, 2), (1, 2), (1, 2), (1, 3)]
+    triplet, rules = co_click_rules(
+        transactions, 4, min_support=0.5, min_confidence=0.5, min_lift=0
+    )
+    assert rules >= 2
+    assert list(triplet["indices"][triplet["indptr"][2] : triplet["indptr"][3]]) == [1]
+
+
+def test_trending_decay_and_prior():
+    scores = decayed_scores(np.array([0, 0, 1]), np.ones(3), np.array([0.0, 1.0, 0.0]), 3, 0.95)
+    np.testing.assert_allclose(scores, [1.95, 1.0, 0.0], rtol=1e-6)
+    prior = popularity_prior(np.array([5.0, 4.4, np.nan]), np.array([1.0, 5000.0, np.nan]))
+    assert prior[1] == 1.0 and prior[0] < prior[1] and prior[2] == 0.0

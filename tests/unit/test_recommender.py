@@ -1,0 +1,98 @@
+"""hybrid_merge and diversity sampling: pure functions, no HTTP, no database."""
+
+import random
+
+import numpy as np
+
+from services.recommender import (
+    Candidate,
+    Reason,
+    add_candidate,
+    diverse_candidates,
+    hybrid_merge,
+    normalise,
+    under_represented_categories,
+)
+
+
+def _source(scores: dict[int, float], signal: str) -> dict[int, Candidate]:
+    source = {}
+    for position, score in scores.items():
+        add_candidate(source, position, score, Reason(signal, None, signal))
+    return source
+
+
+def test_normalise_scales_to_one():
+    normalised = normalise(_source({1: 10.0, 2: 5.0}, "a"))
+    assert normalised[1].score == 1.0 and normalised[2].score == 0.5
+    assert normalise({}) == {}
+
+
+def test_sources_are_normalised_before_weighting():
+    # Raw scales differ 1000x; after normalisation the weights alone decide.
+    big = _source({1: 1000.0}, "big")
+    small = _source({2: 1.0}, "small")
+    ranked = hybrid_merge({"big": big, "small": small}, {"big": 0.4, "small": 0.6})
+    assert [c.position for c in ranked] == [2, 1]
+    assert [round(c.score, 6) for c in ranked] == [0.6, 0.4]
+
+
+def test_zero_weight_source_contributes_nothing():
+    ranked = hybrid_merge(
+        {"a": _source({1: 1.0}, "a"), "b": _source({2: 5.0, 1: 5.0}, "b")}, {"a": 1.0, "b": 0.0}
+    )
+    assert [c.position for c in ranked] == [1]
+    assert [r.signal for r in ranked[0].reasons] == ["a"]
+
+
+def test_dedupe_keeps_best_score_and_merges_reasons():
+    a = _source({1: 1.0, 2: 0.5}, "a")
+    b = _source({2: 1.0}, "b")
+    ranked = hybrid_merge({"a": a, "b": b}, {"a": 0.5, "b": 0.4})
+    by_position = {c.position: c for c in ranked}
+    assert len(ranked) == 2
+    assert by_position[2].score == max(0.5 * 0.5, 0.4 * 1.0)
+    assert {r.signal for r in by_position[2].reasons} == {"a", "b"}
+
+
+def test_accumulating_evidence_within_a_source():
+    source = {}
+    add_candidate(source, 7, 0.5, Reason("similar", "A", "similar to A"))
+    add_candidate(source, 7, 0.25, Reason("similar", "B", "similar to B"))
+    assert source[7].score == 0.75 and len(source[7].reasons) == 2
+
+
+def test_exclude_keep_and_boost():
+    source = _source({1: 1.0, 2: 0.9, 3: 0.8, 4: 0.7}, "a")
+    boost = np.array([0, 0, 0, 0, 1.0])
+    ranked = hybrid_merge(
+        {"a": source}, {"a": 1.0}, boost=boost, boost_weight=0.5, exclude={1}, keep=lambda p: p != 3
+    )
+    assert [c.position for c in ranked] == [4, 2]
+
+
+def test_under_represented_categories_first():
+    order = under_represented_categories(["shoes", "shoes", "audio"], ["audio", "shoes", "toys"])
+    assert order == ["toys", "audio", "shoes"]
+
+
+def test_diversity_slots_come_from_under_represented_categories():
+    top = {
+        "shoes": np.arange(0, 10),
+        "audio": np.arange(10, 20),
+        "toys": np.arange(20, 30),
+        "books": np.arange(30, 40),
+    }
+    history = ["shoes"] * 5 + ["audio"] * 2
+    picked = diverse_candidates(history, top, 8, random.Random(1))
+    categories = {r.anchor for c in picked.values() for r in c.reasons}
+    assert categories <= {"toys", "books"}
+    assert all(r.signal == "explore" for c in picked.values() for r in c.reasons)
+
+
+def test_diversity_is_deterministic_with_a_seed():
+    top = {f"c{n}": np.arange(n * 10, n * 10 + 10) for n in range(6)}
+    first = diverse_candidates(["c0"], top, 5, random.Random(42))
+    again = diverse_candidates(["c0"], top, 5, random.Random(42))
+    assert list(first) == list(again)
+    assert [c.score for c in first.values()] == [c.score for c in again.values()]
