@@ -49,19 +49,50 @@ class Feed:
     weights: dict[str, float]
 
 
-def trending_boost(catalog: Catalog, bundle: ModelBundle | None) -> tuple[np.ndarray, str]:
-    """Trending scores scaled 0..1 in catalog order; the catalog prior before any events."""
-    if bundle is not None:
-        trending = bundle.scores_in_catalog_order("trending")
-        if trending.max() > 0:
-            return trending / trending.max(), "trending"
-    return catalog.popularity, "popular"
+@dataclass
+class RankingTables:
+    """Per (catalog, model version) orderings, computed once instead of on every request."""
+
+    boost: np.ndarray  # trending (or popularity) scaled 0..1, catalog order
+    boost_signal: str
+    boost_order: np.ndarray  # positions by boost, best first
+    value: np.ndarray  # discount ratio of well-rated products, 0 elsewhere
+    value_order: np.ndarray
 
 
-def _top(values: np.ndarray, n: int, keep) -> list[int]:
-    order = np.argsort(-values, kind="stable")
+_tables_cache: dict[tuple[int, str | None], RankingTables] = {}
+
+
+def ranking_tables(catalog: Catalog, bundle: ModelBundle | None) -> RankingTables:
+    key = (id(catalog), bundle.version if bundle else None)
+    tables = _tables_cache.get(key)
+    if tables is None:
+        boost, signal = catalog.popularity, "popular"
+        if bundle is not None:
+            trending = bundle.scores_in_catalog_order("trending")
+            if trending.max() > 0:
+                boost, signal = trending / trending.max(), "trending"
+        # Best value: biggest discounts among well-rated, much-rated products.
+        ratings = np.nan_to_num(catalog.frame["ratings"].to_numpy())
+        counts = np.nan_to_num(catalog.frame["no_of_ratings"].to_numpy())
+        ratio = np.nan_to_num(catalog.frame["discount_ratio"].to_numpy(), nan=0.0)
+        value = np.where((ratings >= 4.0) & (counts >= 50), ratio, 0.0)
+        tables = RankingTables(
+            boost,
+            signal,
+            np.argsort(-boost, kind="stable"),
+            value,
+            np.argsort(-value, kind="stable"),
+        )
+        _tables_cache.clear()  # only the serving version's tables are worth keeping
+        _tables_cache[key] = tables
+    return tables
+
+
+def _top(values: np.ndarray, order: np.ndarray, n: int, keep) -> list[int]:
     picked = []
-    for position in order.tolist():
+    for position in order:
+        position = int(position)
         if values[position] <= 0 or len(picked) == n:
             break
         if keep is None or keep(position):
@@ -72,24 +103,24 @@ def _top(values: np.ndarray, n: int, keep) -> list[int]:
 def new_user_sources(
     catalog: Catalog, bundle: ModelBundle | None, n: int, keep
 ) -> dict[str, Source]:
-    trend, trend_signal = trending_boost(catalog, bundle)
+    tables = ranking_tables(catalog, bundle)
     trending: Source = {}
-    for position in _top(trend, n, keep):
-        text = "trending now" if trend_signal == "trending" else "popular in the catalog"
-        add_candidate(trending, position, float(trend[position]), Reason(trend_signal, None, text))
-
-    # Best value: biggest discounts among well-rated, much-rated products.
-    ratings = catalog.frame["ratings"].to_numpy()
-    counts = catalog.frame["no_of_ratings"].to_numpy()
-    ratio = np.nan_to_num(catalog.frame["discount_ratio"].to_numpy(), nan=0.0)
-    well_rated = (np.nan_to_num(ratings) >= 4.0) & (np.nan_to_num(counts) >= 50)
+    text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
+    for position in _top(tables.boost, tables.boost_order, n, keep):
+        add_candidate(
+            trending,
+            position,
+            float(tables.boost[position]),
+            Reason(tables.boost_signal, None, text),
+        )
     best_value: Source = {}
-    for position in _top(np.where(well_rated, ratio, 0.0), n, keep):
+    for position in _top(tables.value, tables.value_order, n, keep):
+        ratio = tables.value[position]
         add_candidate(
             best_value,
             position,
-            float(ratio[position]),
-            Reason("best_value", None, f"{ratio[position]:.0%} off, rated well"),
+            float(ratio),
+            Reason("best_value", None, f"{ratio:.0%} off, rated well"),
         )
 
     top_category: Source = {}
@@ -180,7 +211,7 @@ def home_feed(
             queries.setdefault(event["query"], weight)
     seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
     exclude = seen if exclude_seen else set()
-    boost, _ = trending_boost(catalog, bundle)
+    boost = ranking_tables(catalog, bundle).boost
 
     if not events or bundle is None:
         sources = new_user_sources(catalog, bundle, n + len(exclude), keep)
