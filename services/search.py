@@ -26,24 +26,34 @@ def lexical_search(
         arrays["tfidf_data"],
         arrays["tfidf_idf"],
     )
-    scores: dict[int, float] = {}
-    matched: dict[int, list[str]] = {}
-    for term in dict.fromkeys(query_terms(query)):
-        column = bundle.vocabulary.get(term)
-        if column is None:
-            continue
-        start, end = indptr[column], indptr[column + 1]
-        rows = indices[start:end]
-        weights = np.asarray(data[start:end]) * idf[column]
-        for row, weight in zip(rows.tolist(), weights.tolist(), strict=True):
-            scores[row] = scores.get(row, 0.0) + weight
-            matched.setdefault(row, []).append(term)
-    best = sorted(scores, key=scores.__getitem__, reverse=True)
+    terms = [t for t in dict.fromkeys(query_terms(query)) if t in bundle.vocabulary]
+    if not terms:
+        return []
+    # Vectorised over the postings of every term: a common term can match a large share of
+    # the catalog, which a Python loop would pay for on every request.
+    columns = [bundle.vocabulary[t] for t in terms]
+    rows = np.concatenate([indices[indptr[c] : indptr[c + 1]] for c in columns])
+    weights = np.concatenate(
+        [np.asarray(data[indptr[c] : indptr[c + 1]]) * idf[c] for c in columns]
+    )
+    candidates, inverse = np.unique(rows, return_inverse=True)
+    scores = np.bincount(inverse, weights=weights)
+    best = np.argsort(-scores, kind="stable")[: limit * 2]
     results = []
-    for row in best:
+    for slot in best.tolist():
+        row = int(candidates[slot])
         position = int(bundle.to_catalog[row])
-        if position >= 0:
-            results.append((position, scores[row], matched[row]))
+        if position < 0:
+            continue
+        matched = [t for t, c in zip(terms, columns, strict=True) if _has(indptr, indices, c, row)]
+        results.append((position, float(scores[slot]), matched))
         if len(results) == limit:
             break
     return results
+
+
+def _has(indptr: np.ndarray, indices: np.ndarray, column: int, row: int) -> bool:
+    """Whether `row` is in the postings of `column` (postings are sorted: binary search)."""
+    postings = indices[indptr[column] : indptr[column + 1]]
+    slot = np.searchsorted(postings, row)
+    return bool(slot < len(postings) and postings[slot] == row)
