@@ -40,7 +40,7 @@ class ModelBundle:
         return values
 
 
-def load_bundle(folder: Path, catalog_ids: list[str], position_of: dict[str, int]) -> ModelBundle:
+def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
     manifest, arrays = load_version(folder)
     product_ids = arrays["product_ids"]
     to_catalog = np.fromiter(
@@ -48,7 +48,7 @@ def load_bundle(folder: Path, catalog_ids: list[str], position_of: dict[str, int
         dtype=np.int64,
         count=len(product_ids),
     )
-    from_catalog = np.full(len(catalog_ids), -1, dtype=np.int64)
+    from_catalog = np.full(catalog_size, -1, dtype=np.int64)
     present = to_catalog >= 0
     from_catalog[to_catalog[present]] = np.flatnonzero(present)
     vocabulary = {str(term): column for column, term in enumerate(arrays["tfidf_vocabulary"])}
@@ -63,13 +63,13 @@ class ModelStore:
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
 
-    def refresh(self, catalog_ids: list[str], position_of: dict[str, int]) -> bool:
+    def refresh(self, catalog_size: int, position_of: dict[str, int]) -> bool:
         """Load the current version if it changed. A broken version leaves the old one serving."""
         folder = current_version_folder(self.artifacts_dir)
         if folder is None or (self.bundle is not None and self.bundle.folder == folder):
             return False
         try:
-            bundle = load_bundle(folder, catalog_ids, position_of)
+            bundle = load_bundle(folder, catalog_size, position_of)
         except (OSError, ValueError, KeyError) as exc:
             self.last_error = f"{folder.name}: {exc}"
             logger.warning("could not load artifacts %s: %s", folder, exc)
