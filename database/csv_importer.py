@@ -17,21 +17,9 @@ import asyncpg
 
 from config.settings import get_settings
 from database.migrations import apply_migrations
+from database.products import PRODUCT_COLUMNS
 from database.server import database_url
 
-COLUMNS = [
-    "id",
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-    "discount_ratio",
-]
 _CREATE_STAGING = (
     "CREATE TEMP TABLE products_staging (LIKE products INCLUDING DEFAULTS) ON COMMIT DROP"
 )
@@ -66,8 +54,8 @@ def file_sha256(path: Path) -> str:
 def _check_header(path: Path) -> None:
     with path.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle), [])
-    if header != COLUMNS:
-        raise ValueError(f"{path}: expected columns {COLUMNS}, found {header}")
+    if header != PRODUCT_COLUMNS:
+        raise ValueError(f"{path}: expected columns {PRODUCT_COLUMNS}, found {header}")
 
 
 async def import_catalog(
@@ -82,7 +70,7 @@ async def import_catalog(
     async with conn.transaction():
         await conn.execute(_CREATE_STAGING)
         await conn.copy_to_table(
-            "products_staging", source=csv_path, columns=COLUMNS, format="csv", header=True
+            "products_staging", source=csv_path, columns=PRODUCT_COLUMNS, format="csv", header=True
         )
         status = await conn.execute(_UPSERT_FROM_STAGING)
         rows = int(status.split()[-1])

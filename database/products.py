@@ -2,6 +2,13 @@
 
 import asyncpg
 
+# The spec's 11 columns, in the order of the processed CSV and of the products table.
+RAW_COLUMNS = [
+    "name", "main_category", "sub_category", "image", "link",
+    "ratings", "no_of_ratings", "discount_price", "actual_price",
+]  # fmt: skip
+PRODUCT_COLUMNS = ["id", *RAW_COLUMNS, "discount_ratio"]
+
 _EXISTING_IDS = "SELECT id FROM products WHERE id = ANY($1::text[])"
 _COUNT = "SELECT count(*) FROM products"
 

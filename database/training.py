@@ -6,24 +6,13 @@ from datetime import datetime
 import asyncpg
 import pandas as pd
 
+from database.products import PRODUCT_COLUMNS
+
 _CATALOG = """
 SELECT id, name, main_category, sub_category, image, link, ratings, no_of_ratings,
        discount_price, actual_price, discount_ratio
 FROM products ORDER BY id
 """
-CATALOG_COLUMNS = [
-    "id",
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-    "discount_ratio",
-]
 _CLICKS_SINCE = """
 SELECT user_id, product_id, extract(epoch FROM "timestamp")::float8 AS epoch
 FROM interaction_events
@@ -34,7 +23,7 @@ WHERE event_type = 'product_click' AND "timestamp" >= '{since}'::timestamptz
 async def fetch_catalog(*, conn: asyncpg.Connection) -> pd.DataFrame:
     """The whole catalog ordered by id, numeric columns as float (NaN when empty)."""
     rows = await conn.fetch(_CATALOG)
-    frame = pd.DataFrame([dict(r) for r in rows], columns=CATALOG_COLUMNS)
+    frame = pd.DataFrame([dict(r) for r in rows], columns=PRODUCT_COLUMNS)
     for column in ("ratings", "no_of_ratings", "discount_ratio", "discount_price", "actual_price"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame

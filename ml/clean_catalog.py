@@ -19,30 +19,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-PROCESSED_COLUMNS = [
-    "id",
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-    "discount_ratio",
-]
-REQUIRED_RAW_COLUMNS = {
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-}
+from database.products import PRODUCT_COLUMNS, RAW_COLUMNS
+
+PROCESSED_COLUMNS = PRODUCT_COLUMNS
+REQUIRED_RAW_COLUMNS = set(RAW_COLUMNS)
 # Amazon's own 10-character product id (ASIN) sits in the link: /dp/B09TVVGXWS or /gp/product/...
 ASIN_IN_LINK = re.compile(r"/(?:dp|gp/product|gp/aw/d)/([A-Z0-9]{10})(?:[/?]|$)")
 NUMBER_IN_TEXT = re.compile(r"^\d+(?:\.\d+)?$")

@@ -17,19 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from database.products import RAW_COLUMNS
 from ml.catalog_taxonomy import TAXONOMY
-
-RAW_COLUMNS = [
-    "name",
-    "main_category",
-    "sub_category",
-    "image",
-    "link",
-    "ratings",
-    "no_of_ratings",
-    "discount_price",
-    "actual_price",
-]
 
 SERIES = ["Pro", "Lite", "Max", "Neo", "Air", "Plus", "Ultra", "Prime", "Edge", "Nova", "Classic"]
 COLOURS = ["Black", "Blue", "Red", "White", "Grey", "Green", "Rose Gold", "Navy", "Beige", "Pink"]
