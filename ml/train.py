@@ -59,7 +59,16 @@ def train_arrays(
     started = time.perf_counter()
     matrix, vocabulary, idf = fit_tfidf(catalog["name"].tolist(), catalog["sub_category"].tolist())
     with tqdm(total=n_items, desc="content top-k", disable=not progress, unit="item") as bar:
-        arrays |= _prefixed("content", similar_products(matrix, settings.content_top_k, bar))
+        arrays |= _prefixed(
+            "content",
+            similar_products(
+                matrix,
+                catalog["sub_category"].tolist(),
+                catalog["main_category"].tolist(),
+                settings.content_top_k,
+                bar,
+            ),
+        )
     csc = matrix.tocsc()
     arrays |= {
         "tfidf_data": csc.data,

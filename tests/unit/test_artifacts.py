@@ -46,12 +46,19 @@ def test_content_neighbours_prefer_same_kind():
         "Samsung Smart TV",
     ]
     subs = ["Smartphones", "Smartphones", "Sports Shoes", "Sports Shoes", "Televisions"]
+    mains = ["mobiles", "mobiles", "shoes", "shoes", "tv"]
     matrix, vocabulary, idf = fit_tfidf(names, subs)
-    triplet = similar_products(matrix, k=2)
+    triplet = similar_products(matrix, subs, mains, k=2)
     first = triplet["indices"][triplet["indptr"][0] : triplet["indptr"][1]]
     third = triplet["indices"][triplet["indptr"][2] : triplet["indptr"][3]]
     assert first[0] == 1 and 0 not in first
     assert third[0] == 3
+    tv = triplet["indices"][triplet["indptr"][4] : triplet["indptr"][5]]
+    assert len(tv) == 0  # alone in its category
+    # A sub-category with no more than k products borrows candidates from its main category.
+    small = similar_products(matrix, subs, ["all"] * 5, k=2)
+    assert small["indices"][small["indptr"][0]] == 1
+    assert small["indices"][small["indptr"][4]] == 0  # the TV finds the other Samsung
     assert len(vocabulary) == len(idf)
 
 
