@@ -12,7 +12,7 @@ WORKERS ?= 1
 DEMO_RAW ?= data/raw/amazon-in-sample
 PROCESSED := data/processed/Amazon-Products-Optimized.csv
 
-.PHONY: install run test lint format catalog import train bench-ingest clean
+.PHONY: install run test lint format catalog import train trending bench-ingest clean
 
 install: $(INSTALLED)
 
@@ -37,6 +37,9 @@ data/artifacts/current: | $(INSTALLED)
 
 train: import
 	$(PY) -m ml.train
+
+trending: import
+	$(PY) -m ml.update_trending
 
 run: import data/artifacts/current
 	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)

@@ -15,11 +15,12 @@ from database.migrations import apply_migrations
 from database.pool import create_pool
 from database.server import release_embedded_server, start_embedded_server
 from database.training import fetch_catalog
+from database.trending import fetch_trending, trending_computed_at
 from ml.trending import popularity_prior
 from routers import health, interactions, recommendations
 from routers.problems import install_problem_handlers
 from services.catalog import Catalog
-from services.models import ModelStore
+from services.models import ModelStore, trending_in_catalog_order
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +36,30 @@ def refresh_models(app: FastAPI) -> None:
     app.state.models.refresh(len(catalog), catalog.position_of)
 
 
+async def refresh_trending(app: FastAPI) -> None:
+    """Reload trending scores when the hourly update has moved them on (one cheap query)."""
+    async with app.state.pool.acquire() as conn:
+        computed_at = await trending_computed_at(conn=conn)
+        current = app.state.trending
+        if computed_at is None or (current is not None and current.computed_at == computed_at):
+            return
+        rows = await fetch_trending(conn=conn)
+    catalog = app.state.catalog
+    app.state.trending = trending_in_catalog_order(
+        [(r["product_id"], r["score"]) for r in rows],
+        catalog.position_of,
+        len(catalog),
+        computed_at,
+    )
+
+
 async def watch_for_new_models(app: FastAPI, every_seconds: float) -> None:
-    """Pick up a newly published artifact version without a restart (a cheap symlink check)."""
+    """Pick up a newly published artifact version and new trending scores without a restart."""
     while True:
         await asyncio.sleep(every_seconds)
         try:
             await asyncio.to_thread(refresh_models, app)
+            await refresh_trending(app)
         except Exception:
             logger.exception("model refresh failed; previous version keeps serving")
 
@@ -73,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 app.state.catalog = await load_catalog(conn)
             app.state.models = ModelStore(settings.artifacts_dir)
             refresh_models(app)
+            app.state.trending = None
+            await refresh_trending(app)
             # The catalog is millions of long-lived objects: keep them out of every GC pass, which
             # otherwise shows up as periodic latency spikes.
             gc.collect()

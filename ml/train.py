@@ -5,7 +5,8 @@ then make it current.
 
 Artifacts (data/artifacts/<version>/): product_ids, content TF-IDF (CSC for query lookup,
 vocabulary, idf) and top-K similar products, item-CF neighbours, FP-Growth co-click rules,
-trending and catalog popularity scores, plus manifest.json.
+plus manifest.json. Trending scores live in the database (ml.update_trending); a retrain also
+brings them up to date.
 """
 
 import argparse
@@ -24,11 +25,11 @@ from tqdm import tqdm
 from config.settings import Settings, get_settings
 from database.server import database_url
 from database.training import fetch_catalog, fetch_clicks
+from database.trending import update_trending
 from ml.artifacts import current_version_folder, load_version, publish, write_version
 from ml.train_collaborative import interaction_matrix, item_neighbors
 from ml.train_content_model import fit_tfidf, similar_products
 from ml.train_fp_growth import co_click_rules, session_transactions
-from ml.trending import decayed_scores, popularity_prior
 
 
 @dataclass
@@ -106,18 +107,6 @@ def train_arrays(
     arrays |= _prefixed("coclick", rules_triplet)
     seconds["fp_growth"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    arrays["trending"] = decayed_scores(
-        item_positions,
-        np.ones(len(item_positions)),
-        age_hours,
-        n_items,
-        settings.trending_decay_rate,
-    )
-    arrays["popularity"] = popularity_prior(
-        catalog["ratings"].to_numpy(), catalog["no_of_ratings"].to_numpy()
-    )
-    seconds["trending"] = time.perf_counter() - started
     return arrays, seconds, rule_count
 
 
@@ -177,6 +166,13 @@ async def train(
         raise
     publish(settings.artifacts_dir, folder)
     prune_old_versions(settings.artifacts_dir, settings.artifacts_keep)
+    trending = await update_trending(
+        conn=conn,
+        decay_rate=settings.trending_decay_rate,
+        window_days=settings.training_window_days,
+        now=now,
+    )
+    seconds["trending"] = trending.seconds
     return TrainingResult(folder, seconds, len(catalog), len(clicks), rules)
 
 

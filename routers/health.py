@@ -25,7 +25,10 @@ async def health():
 )
 async def ready(request: Request, pool: Pool):
     """Readiness: the database answers; which model versions are loaded."""
-    models = request.app.state.models.versions()
+    trending = request.app.state.trending
+    models = request.app.state.models.versions() | {
+        "trending": trending.computed_at.isoformat() if trending else None
+    }
     try:
         async with pool.acquire(timeout=2) as conn:
             products = await count_products(conn=conn)

@@ -65,6 +65,7 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
     feed = home_feed(
         catalog=request.app.state.catalog,
         bundle=request.app.state.models.bundle,
+        trending=request.app.state.trending,
         events=[dict(e) for e in events],
         user_id=query.user_id,
         weights={

@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 
 from services.catalog import Catalog
-from services.models import ModelBundle
+from services.models import ModelBundle, TrendingScores
 from services.recommender import (
     Candidate,
     Reason,
@@ -51,7 +51,7 @@ class Feed:
 
 @dataclass
 class RankingTables:
-    """Per (catalog, model version) orderings, computed once instead of on every request."""
+    """Orderings the new-user feed and the trending boost need."""
 
     boost: np.ndarray  # trending (or popularity) scaled 0..1, catalog order
     boost_signal: str
@@ -60,18 +60,18 @@ class RankingTables:
     value_order: np.ndarray
 
 
-_tables_cache: dict[tuple[int, str | None], RankingTables] = {}
+_tables_cache: dict[tuple, RankingTables] = {}
 
 
-def ranking_tables(catalog: Catalog, bundle: ModelBundle | None) -> RankingTables:
-    key = (id(catalog), bundle.version if bundle else None)
+def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> RankingTables:
+    """Trending (catalog popularity before any clicks) and best-value orderings, computed once per
+    catalog and trending update instead of on every request."""
+    key = (id(catalog), trending.computed_at if trending else None)
     tables = _tables_cache.get(key)
     if tables is None:
         boost, signal = catalog.popularity, "popular"
-        if bundle is not None:
-            trending = bundle.scores_in_catalog_order("trending")
-            if trending.max() > 0:
-                boost, signal = trending / trending.max(), "trending"
+        if trending is not None and trending.scores.max() > 0:
+            boost, signal = trending.scores, "trending"
         # Best value: biggest discounts among well-rated, much-rated products.
         ratings = np.nan_to_num(catalog.frame["ratings"].to_numpy())
         counts = np.nan_to_num(catalog.frame["no_of_ratings"].to_numpy())
@@ -84,7 +84,7 @@ def ranking_tables(catalog: Catalog, bundle: ModelBundle | None) -> RankingTable
             value,
             np.argsort(-value, kind="stable"),
         )
-        _tables_cache.clear()  # only the serving version's tables are worth keeping
+        _tables_cache.clear()  # only the latest tables are worth keeping
         _tables_cache[key] = tables
     return tables
 
@@ -101,9 +101,9 @@ def _top(values: np.ndarray, order: np.ndarray, n: int, keep) -> list[int]:
 
 
 def new_user_sources(
-    catalog: Catalog, bundle: ModelBundle | None, n: int, keep
+    catalog: Catalog, trending: TrendingScores | None, n: int, keep
 ) -> dict[str, Source]:
-    tables = ranking_tables(catalog, bundle)
+    tables = ranking_tables(catalog, trending)
     trending: Source = {}
     text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
     for position in _top(tables.boost, tables.boost_order, n, keep):
@@ -190,6 +190,7 @@ def home_feed(
     *,
     catalog: Catalog,
     bundle: ModelBundle | None,
+    trending: TrendingScores | None,
     events: list[dict],
     user_id: str,
     weights: dict[str, float],
@@ -211,10 +212,10 @@ def home_feed(
             queries.setdefault(event["query"], weight)
     seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
     exclude = seen if exclude_seen else set()
-    boost = ranking_tables(catalog, bundle).boost
+    boost = ranking_tables(catalog, trending).boost
 
     if not events or bundle is None:
-        sources = new_user_sources(catalog, bundle, n + len(exclude), keep)
+        sources = new_user_sources(catalog, trending, n + len(exclude), keep)
         ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
         strategy = "new_user" if not events else "popularity_no_models"
         return Feed(ranked, strategy, NEW_USER_WEIGHTS)
@@ -234,7 +235,7 @@ def home_feed(
         sources, weights, boost=boost, boost_weight=boost_weight, exclude=exclude, keep=keep
     )
     if len(ranked) < n:  # thin history: top up with popular items
-        fill = new_user_sources(catalog, bundle, n, keep)["trending"]
+        fill = new_user_sources(catalog, trending, n, keep)["trending"]
         taken = {c.position for c in ranked} | exclude
         ranked += [c for c in hybrid_merge({"t": fill}, {"t": 0.01}) if c.position not in taken]
     return Feed(ranked, "personal_hybrid", weights)

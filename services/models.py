@@ -2,6 +2,7 @@
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,6 @@ class ModelBundle:
         scores = np.asarray(self.arrays[f"{model}_scores"][start:end])
         keep = mapped >= 0
         return mapped[keep], scores[keep]
-
-    def scores_in_catalog_order(self, name: str) -> np.ndarray:
-        values = np.zeros(len(self.from_catalog), dtype=np.float32)
-        present = self.from_catalog >= 0
-        values[present] = np.asarray(self.arrays[name])[self.from_catalog[present]]
-        return values
 
 
 def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
@@ -85,5 +80,27 @@ class ModelStore:
             "content": version,
             "collaborative": version,
             "co_click": version,
-            "trending": version,
         }
+
+
+@dataclass
+class TrendingScores:
+    """Trending scores (persisted in the database) in catalog order, scaled to 0..1."""
+
+    computed_at: datetime
+    scores: np.ndarray
+
+
+def trending_in_catalog_order(
+    rows: list[tuple[str, float]],
+    position_of: dict[str, int],
+    catalog_size: int,
+    computed_at: datetime,
+) -> TrendingScores:
+    scores = np.zeros(catalog_size, dtype=np.float32)
+    for product_id, score in rows:
+        position = position_of.get(product_id)
+        if position is not None:
+            scores[position] = score
+    top = scores.max() if catalog_size else 0.0
+    return TrendingScores(computed_at, scores / top if top > 0 else scores)

@@ -196,3 +196,25 @@ async def test_version_switch_while_serving(client, app, conn, settings):
     await asyncio.gather(*readers)
     assert len(versions) == 3
     assert statuses and set(statuses) == {200}
+
+
+async def test_trending_survives_restart_and_leads_new_user_feed(client, app, conn, settings):
+    from database.trending import update_trending
+    from main import refresh_trending
+
+    hot = (await _ids(conn, "Televisions"))[0]
+    await _post(
+        client,
+        [
+            {"user_id": f"fan_{n}", "event_type": "product_click", "product_id": hot}
+            for n in range(5)
+        ],
+    )
+    now = datetime.now(UTC) + timedelta(minutes=2)
+    await update_trending(conn=conn, decay_rate=0.95, window_days=60, now=now)
+    await refresh_trending(app)  # what the watcher does; a restarted app does it at start-up
+    ready = (await client.get("/ready")).json()
+    assert ready["models"]["trending"] is not None
+    body = (await client.get("/recommendations/home", params={"user_id": "newcomer"})).json()
+    assert body["items"][0]["id"] == hot
+    assert body["items"][0]["reasons"][0]["text"] == "trending now"
