@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from config.settings import Settings, get_settings
+from database.migrations import apply_migrations
 from database.server import database_url
 from database.training import fetch_catalog, fetch_clicks
 from database.trending import update_trending
@@ -45,19 +46,66 @@ def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return {f"{prefix}_{key}": value for key, value in triplet.items()}
 
 
+MODELS = ("content", "cf", "coclick")
+# Which arrays of a version belong to which model (reused as they are when only others retrain).
+MODEL_ARRAY_PREFIXES = {"content": ("content_", "tfidf_"), "cf": ("cf_",), "coclick": ("coclick_",)}
+
+
 def train_arrays(
     catalog: pd.DataFrame,
     clicks: pd.DataFrame,
     settings: Settings,
     now: datetime,
     progress: bool = False,
+    models: tuple[str, ...] = MODELS,
 ) -> tuple[dict[str, np.ndarray], dict[str, float], int]:
-    """Fit every model on in-memory data; returns arrays, seconds per step and rule count."""
+    """Fit the chosen models on in-memory data; returns arrays, seconds per step and rule count."""
     seconds: dict[str, float] = {}
-    n_items = len(catalog)
     arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
+    rule_count = 0
+    if "content" in models:
+        arrays |= _content_arrays(catalog, settings, progress, seconds)
+    if "cf" not in models and "coclick" not in models:
+        return arrays, seconds, rule_count
 
+    n_items = len(catalog)
+    item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
+    known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
+    clicks = clicks[known]
+    item_positions = item_positions[known]
+    user_positions, _ = pd.factorize(clicks["user_id"])
+    epoch = clicks["epoch"].to_numpy()
+    age_hours = (now.timestamp() - epoch) / 3600.0
+
+    if "cf" in models:
+        started = time.perf_counter()
+        half_life_hours = settings.cf_half_life_days * 24
+        cf_weights = np.power(0.5, age_hours / half_life_hours)
+        user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
+        arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
+        seconds["collaborative"] = time.perf_counter() - started
+
+    if "coclick" in models:
+        started = time.perf_counter()
+        transactions = session_transactions(user_positions, item_positions, epoch)
+        rules_triplet, rule_count = co_click_rules(
+            transactions,
+            n_items,
+            min_support=settings.fp_min_support,
+            min_confidence=settings.fp_min_confidence,
+            min_lift=settings.fp_min_lift,
+        )
+        arrays |= _prefixed("coclick", rules_triplet)
+        seconds["fp_growth"] = time.perf_counter() - started
+    return arrays, seconds, rule_count
+
+
+def _content_arrays(
+    catalog: pd.DataFrame, settings: Settings, progress: bool, seconds: dict[str, float]
+) -> dict[str, np.ndarray]:
     started = time.perf_counter()
+    n_items = len(catalog)
+    arrays: dict[str, np.ndarray] = {}
     matrix, vocabulary, idf = fit_tfidf(catalog["name"].tolist(), catalog["sub_category"].tolist())
     with tqdm(total=n_items, desc="content top-k", disable=not progress, unit="item") as bar:
         arrays |= _prefixed(
@@ -79,35 +127,20 @@ def train_arrays(
         "tfidf_idf": idf,
     }
     seconds["content"] = time.perf_counter() - started
+    return arrays
 
-    item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
-    known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
-    clicks = clicks[known]
-    item_positions = item_positions[known]
-    user_positions, _ = pd.factorize(clicks["user_id"])
-    epoch = clicks["epoch"].to_numpy()
-    age_hours = (now.timestamp() - epoch) / 3600.0
 
-    started = time.perf_counter()
-    half_life_hours = settings.cf_half_life_days * 24
-    cf_weights = np.power(0.5, age_hours / half_life_hours)
-    user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
-    arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
-    seconds["collaborative"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    transactions = session_transactions(user_positions, item_positions, epoch)
-    rules_triplet, rule_count = co_click_rules(
-        transactions,
-        n_items,
-        min_support=settings.fp_min_support,
-        min_confidence=settings.fp_min_confidence,
-        min_lift=settings.fp_min_lift,
-    )
-    arrays |= _prefixed("coclick", rules_triplet)
-    seconds["fp_growth"] = time.perf_counter() - started
-
-    return arrays, seconds, rule_count
+def reusable_arrays(
+    folder: Path | None, product_ids: np.ndarray, models: tuple[str, ...]
+) -> dict[str, np.ndarray] | None:
+    """Arrays of `models` from an existing version, if it was trained on the same catalog."""
+    if folder is None:
+        return None
+    _, arrays = load_version(folder)
+    if not np.array_equal(arrays["product_ids"], product_ids):
+        return None
+    prefixes = tuple(p for model in models for p in MODEL_ARRAY_PREFIXES[model])
+    return {name: np.asarray(value) for name, value in arrays.items() if name.startswith(prefixes)}
 
 
 def validate_version(folder: Path, expected_products: int) -> None:
@@ -136,9 +169,15 @@ def prune_old_versions(root: Path, keep: int) -> None:
 
 
 async def train(
-    *, conn: asyncpg.Connection, settings: Settings, progress: bool = False
+    *,
+    conn: asyncpg.Connection,
+    settings: Settings,
+    progress: bool = False,
+    models: tuple[str, ...] = MODELS,
 ) -> TrainingResult:
-    """Train on the database's data and publish a validated new version."""
+    """Train `models` on the database's data and publish a validated new version; the other
+    models are carried over from the current version when it matches the catalog (else all
+    are trained)."""
     now = datetime.now(UTC)
     started = time.perf_counter()
     catalog = await fetch_catalog(conn=conn)
@@ -148,16 +187,28 @@ async def train(
     load_seconds = time.perf_counter() - started
     if catalog.empty:
         raise ValueError("the catalog is empty: import products first")
+    previous = current_version_folder(settings.artifacts_dir)
+    others = tuple(m for m in MODELS if m not in models)
+    carried = (
+        reusable_arrays(previous, catalog["id"].to_numpy(dtype="U10"), others) if others else {}
+    )
+    if carried is None:  # no version to take them from, or the catalog changed: train everything
+        models, carried = MODELS, {}
     arrays, seconds, rules = await asyncio.to_thread(
-        train_arrays, catalog, clicks, settings, now, progress
+        train_arrays, catalog, clicks, settings, now, progress, models
     )
     seconds["load"] = load_seconds
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     folder = write_version(
         settings.artifacts_dir,
-        arrays,
+        carried | arrays,
         inputs={"products": len(catalog), "clicks": len(clicks)},
-        extra={"training_seconds": seconds, "co_click_rules": rules},
+        extra={
+            "trained": list(models),
+            "carried_over_from": previous.name if carried else None,
+            "training_seconds": seconds,
+            **({"co_click_rules": rules} if "coclick" in models else {}),
+        },
     )
     try:
         validate_version(folder, len(catalog))
@@ -176,12 +227,13 @@ async def train(
     return TrainingResult(folder, seconds, len(catalog), len(clicks), rules)
 
 
-async def _main(progress: bool) -> None:
+async def _main(progress: bool, models: tuple[str, ...]) -> None:
     settings = get_settings()
     with database_url(settings.database_url, settings.pgdata_dir) as url:
         conn = await asyncpg.connect(url)
         try:
-            result = await train(conn=conn, settings=settings, progress=progress)
+            await apply_migrations(conn)
+            result = await train(conn=conn, settings=settings, progress=progress, models=models)
         finally:
             await conn.close()
     steps = ", ".join(f"{step} {secs:.1f} s" for step, secs in result.seconds.items())
@@ -191,11 +243,21 @@ async def _main(progress: bool) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--no-progress", action="store_true")
+def run_cli(models: tuple[str, ...], description: str) -> None:
+    """Command line shared by ml.train and the single-model scripts."""
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog="Settings come from environment variables (see config/settings.py and the README): "
+        "DATABASE_URL, ARTIFACTS_DIR, CONTENT_TOP_K, CF_TOP_K, TRAINING_WINDOW_DAYS, "
+        "FP_MIN_SUPPORT, FP_MIN_CONFIDENCE, FP_MIN_LIFT, ...",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args()
-    asyncio.run(_main(progress=not args.no_progress))
+    asyncio.run(_main(progress=not args.no_progress, models=models))
+
+
+def main() -> None:
+    run_cli(MODELS, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":

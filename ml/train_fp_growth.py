@@ -1,4 +1,7 @@
-"""Co-click association rules with mlxtend FP-Growth over session transactions."""
+"""Co-click association rules with mlxtend FP-Growth over session transactions.
+
+python -m ml.train_fp_growth   (this model only; python -m ml.train trains all)
+"""
 
 import numpy as np
 import pandas as pd
@@ -84,3 +87,14 @@ def co_click_rules(
         columns.append(np.array([c for c, _ in ranked], dtype=np.int32))
         scores.append(np.array([s for _, s in ranked], dtype=np.float32))
     return to_csr_triplet(columns, scores), len(rules)
+
+
+def main() -> None:
+    """Train only this model; the others are carried over from the current version."""
+    from ml.train import run_cli  # imported here: ml.train imports this module
+
+    run_cli(("coclick",), __doc__.split("\n")[0])
+
+
+if __name__ == "__main__":
+    main()

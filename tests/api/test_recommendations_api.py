@@ -218,3 +218,18 @@ async def test_trending_survives_restart_and_leads_new_user_feed(client, app, co
     body = (await client.get("/recommendations/home", params={"user_id": "newcomer"})).json()
     assert body["items"][0]["id"] == hot
     assert body["items"][0]["reasons"][0]["text"] == "trending now"
+
+
+async def test_single_model_training_carries_the_others_over(app, conn, settings):
+    from ml.artifacts import load_version
+
+    full = await _train_and_load(app, conn, settings)
+    only_coclick = await train(conn=conn, settings=settings, models=("coclick",))
+    manifest, _ = load_version(only_coclick.folder)
+    full_manifest, _ = load_version(full.folder)
+    assert manifest["trained"] == ["coclick"]
+    assert manifest["carried_over_from"] == full.folder.name
+    for name, digest in full_manifest["files"].items():
+        if name.startswith(("content_", "tfidf_", "cf_", "product_ids")):
+            assert manifest["files"][name] == digest, name
+    assert set(manifest["files"]) == set(full_manifest["files"])
