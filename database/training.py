@@ -39,3 +39,24 @@ async def fetch_clicks(*, conn: asyncpg.Connection, since: datetime) -> pd.DataF
     return pd.read_csv(
         buffer, dtype={"user_id": str, "product_id": str, "epoch": "float64"}, keep_default_na=False
     )
+
+
+_EVENTS_SINCE = """
+SELECT user_id, event_type, product_id, query, extract(epoch FROM "timestamp")::float8 AS epoch
+FROM interaction_events
+WHERE "timestamp" >= '{since}'::timestamptz
+"""
+
+
+async def fetch_events(*, conn: asyncpg.Connection, since: datetime) -> pd.DataFrame:
+    """Clicks and searches since `since` (for user profiles), streamed with COPY."""
+    buffer = io.BytesIO()
+    await conn.copy_from_query(
+        _EVENTS_SINCE.format(since=since.isoformat()), output=buffer, format="csv", header=True
+    )
+    buffer.seek(0)
+    return pd.read_csv(
+        buffer,
+        dtype={"user_id": str, "event_type": str, "product_id": str, "query": str},
+        keep_default_na=False,
+    )

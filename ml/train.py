@@ -25,12 +25,13 @@ from tqdm import tqdm
 from config.settings import Settings, get_settings
 from database.migrations import apply_migrations
 from database.server import database_url
-from database.training import fetch_catalog, fetch_clicks
+from database.training import fetch_catalog, fetch_clicks, fetch_events
 from database.trending import update_trending
 from ml.artifacts import current_version_folder, load_version, publish, write_version
 from ml.train_collaborative import interaction_matrix, item_neighbors
 from ml.train_content_model import fit_tfidf, similar_products
 from ml.train_fp_growth import co_click_rules, session_transactions
+from ml.train_profiles import build_profiles
 
 
 @dataclass
@@ -46,9 +47,14 @@ def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return {f"{prefix}_{key}": value for key, value in triplet.items()}
 
 
-MODELS = ("content", "cf", "coclick")
+MODELS = ("content", "cf", "coclick", "profiles")
 # Which arrays of a version belong to which model (reused as they are when only others retrain).
-MODEL_ARRAY_PREFIXES = {"content": ("content_", "tfidf_"), "cf": ("cf_",), "coclick": ("coclick_",)}
+MODEL_ARRAY_PREFIXES = {
+    "content": ("content_", "tfidf_"),
+    "cf": ("cf_",),
+    "coclick": ("coclick_",),
+    "profiles": ("profile_",),
+}
 
 
 def train_arrays(
@@ -58,6 +64,7 @@ def train_arrays(
     now: datetime,
     progress: bool = False,
     models: tuple[str, ...] = MODELS,
+    events: pd.DataFrame | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float], int]:
     """Fit the chosen models on in-memory data; returns arrays, seconds per step and rule count."""
     seconds: dict[str, float] = {}
@@ -65,6 +72,10 @@ def train_arrays(
     rule_count = 0
     if "content" in models:
         arrays |= _content_arrays(catalog, settings, progress, seconds)
+    if "profiles" in models and events is not None:
+        started = time.perf_counter()
+        arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
+        seconds["profiles"] = time.perf_counter() - started
     if "cf" not in models and "coclick" not in models:
         return arrays, seconds, rule_count
 
@@ -139,8 +150,13 @@ def reusable_arrays(
     _, arrays = load_version(folder)
     if not np.array_equal(arrays["product_ids"], product_ids):
         return None
-    prefixes = tuple(p for model in models for p in MODEL_ARRAY_PREFIXES[model])
-    return {name: np.asarray(value) for name, value in arrays.items() if name.startswith(prefixes)}
+    carried = {}
+    for model in models:
+        found = {n: v for n, v in arrays.items() if n.startswith(MODEL_ARRAY_PREFIXES[model])}
+        if not found:  # a version from before this model existed
+            return None
+        carried |= {name: np.asarray(value) for name, value in found.items()}
+    return carried
 
 
 def validate_version(folder: Path, expected_products: int) -> None:
@@ -156,6 +172,10 @@ def validate_version(folder: Path, expected_products: int) -> None:
             and arrays[f"{prefix}_indices"].max() >= expected_products
         ):
             raise ValueError(f"{prefix}: neighbour index out of range")
+    users = len(arrays["profile_user_ids"])
+    for facet in ("category", "sub_category", "term"):
+        if len(arrays[f"profile_{facet}_indptr"]) != users + 1:
+            raise ValueError(f"profiles: {facet} lists do not cover the users")
     if expected_products > 1 and arrays["content_indptr"][-1] == 0:
         raise ValueError("content model has no neighbours at all")
 
@@ -184,6 +204,9 @@ async def train(
     clicks = await fetch_clicks(
         conn=conn, since=now - timedelta(days=settings.training_window_days)
     )
+    events = None
+    if "profiles" in models:
+        events = await fetch_events(conn=conn, since=now - timedelta(days=settings.history_days))
     load_seconds = time.perf_counter() - started
     if catalog.empty:
         raise ValueError("the catalog is empty: import products first")
@@ -192,10 +215,14 @@ async def train(
     carried = (
         reusable_arrays(previous, catalog["id"].to_numpy(dtype="U10"), others) if others else {}
     )
-    if carried is None:  # no version to take them from, or the catalog changed: train everything
+    if carried is None:
+        # No version to take them from, or the catalog changed: train everything.
         models, carried = MODELS, {}
+        if events is None:
+            since = now - timedelta(days=settings.history_days)
+            events = await fetch_events(conn=conn, since=since)
     arrays, seconds, rules = await asyncio.to_thread(
-        train_arrays, catalog, clicks, settings, now, progress, models
+        train_arrays, catalog, clicks, settings, now, progress, models, events
     )
     seconds["load"] = load_seconds
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,14 @@ events. No HTTP and no database here: the router passes the events it read."""
 
 import hashlib
 import random
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
 from services.catalog import Catalog
-from services.models import ModelBundle, TrendingScores
+from services.models import ModelBundle, TrendingScores, user_profile
 from services.recommender import (
     Candidate,
     Reason,
@@ -220,7 +221,9 @@ def home_feed(
         strategy = "new_user" if not events else "popularity_no_models"
         return Feed(ranked, strategy, NEW_USER_WEIGHTS)
 
-    history_categories = [catalog.main_category[p] for p in seen]
+    # Category history: this request's clicks plus the daily profile (last 30 days, decayed).
+    history_categories = Counter(catalog.main_category[p] for p in seen)
+    history_categories.update(user_profile(bundle, user_id)["category"])
     sources = {
         "clicked": clicked_source(catalog, bundle, list(clicks.items())),
         "search": search_source(bundle, list(queries.items())),

@@ -35,6 +35,34 @@ class ModelBundle:
         return mapped[keep], scores[keep]
 
 
+PROFILE_FACETS = ("category", "sub_category", "term")
+
+
+def user_profile(bundle: ModelBundle, user_id: str) -> dict[str, dict[str, float]]:
+    """The user's decayed weights per facet (category, sub_category, term); empty if unknown."""
+    arrays = bundle.arrays
+    user_ids = arrays.get("profile_user_ids")
+    profile: dict[str, dict[str, float]] = {facet: {} for facet in PROFILE_FACETS}
+    if user_ids is None or len(user_ids) == 0:
+        return profile
+    slot = int(np.searchsorted(user_ids, user_id))
+    if slot == len(user_ids) or user_ids[slot] != user_id:
+        return profile
+    for facet in PROFILE_FACETS:
+        indptr = arrays[f"profile_{facet}_indptr"]
+        start, end = indptr[slot], indptr[slot + 1]
+        vocabulary = arrays[f"profile_{facet}_vocabulary"]
+        profile[facet] = {
+            str(vocabulary[i]): float(w)
+            for i, w in zip(
+                arrays[f"profile_{facet}_indices"][start:end],
+                arrays[f"profile_{facet}_scores"][start:end],
+                strict=True,
+            )
+        }
+    return profile
+
+
 def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
     manifest, arrays = load_version(folder)
     product_ids = arrays["product_ids"]

@@ -2,7 +2,7 @@
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,15 +83,16 @@ def hybrid_merge(
 
 
 def under_represented_categories(
-    history_categories: Iterable[str], all_categories: Iterable[str]
+    history_categories: Iterable[str] | Mapping[str, float], all_categories: Iterable[str]
 ) -> list[str]:
-    """Categories ordered from least to most present in the user's history (unseen first)."""
+    """Categories ordered from least to most present in the user's history (unseen first).
+    The history is a list of categories or a mapping of category -> weight."""
     counts = Counter(history_categories)
     return sorted(all_categories, key=lambda category: (counts[category], category))
 
 
 def diverse_candidates(
-    history_categories: list[str],
+    history_categories: Iterable[str] | Mapping[str, float],
     top_by_category: dict[str, np.ndarray],
     n: int,
     rng: random.Random,

@@ -3,6 +3,8 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from main import refresh_models
 from ml.train import train
 
@@ -233,3 +235,29 @@ async def test_single_model_training_carries_the_others_over(app, conn, settings
         if name.startswith(("content_", "tfidf_", "cf_", "product_ids")):
             assert manifest["files"][name] == digest, name
     assert set(manifest["files"]) == set(full_manifest["files"])
+
+
+async def test_daily_profile_steers_exploration_away_from_known_categories(
+    client, app, conn, settings
+):
+    from services.models import user_profile
+
+    audio = await _ids(conn, "Headphones", 10)
+    await _post(
+        client,
+        [{"user_id": "audiophile", "event_type": "product_click", "product_id": p} for p in audio]
+        + [{"user_id": "audiophile", "event_type": "search_query", "query": "wireless earbuds"}],
+    )
+    await _train_and_load(app, conn, settings)
+    profile = user_profile(app.state.models.bundle, "audiophile")
+    assert set(profile["category"]) == {"tv, audio & cameras"}
+    assert profile["category"]["tv, audio & cameras"] == pytest.approx(len(audio), rel=0.01)
+    assert set(profile["term"]) == {"wireless", "earbuds"}
+    assert user_profile(app.state.models.bundle, "stranger")["category"] == {}
+    body = (
+        await client.get("/recommendations/home", params={"user_id": "audiophile", "limit": 100})
+    ).json()
+    explored = [
+        r["anchor"] for i in body["items"] for r in i["reasons"] if r["signal"] == "explore"
+    ]
+    assert explored and "tv, audio & cameras" not in explored

@@ -96,3 +96,8 @@ def test_diversity_is_deterministic_with_a_seed():
     again = diverse_candidates(["c0"], top, 5, random.Random(42))
     assert list(first) == list(again)
     assert [c.score for c in first.values()] == [c.score for c in again.values()]
+
+
+def test_under_represented_accepts_profile_weights():
+    order = under_represented_categories({"audio": 2.5, "shoes": 0.1}, ["audio", "shoes", "toys"])
+    assert order == ["toys", "shoes", "audio"]
