@@ -67,15 +67,22 @@ def train_arrays(
     events: pd.DataFrame | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float], int]:
     """Fit the chosen models on in-memory data; returns arrays, seconds per step and rule count."""
+    with tqdm(total=len(models), desc="models", unit="model", disable=not progress) as bar:
+        return _train_arrays(catalog, clicks, settings, now, progress, models, events, bar)
+
+
+def _train_arrays(catalog, clicks, settings, now, progress, models, events, bar):
     seconds: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
     rule_count = 0
     if "content" in models:
         arrays |= _content_arrays(catalog, settings, progress, seconds)
+        bar.update()
     if "profiles" in models and events is not None:
         started = time.perf_counter()
         arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
         seconds["profiles"] = time.perf_counter() - started
+        bar.update()
     if "cf" not in models and "coclick" not in models:
         return arrays, seconds, rule_count
 
@@ -95,6 +102,7 @@ def train_arrays(
         user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
         arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
         seconds["collaborative"] = time.perf_counter() - started
+        bar.update()
 
     if "coclick" in models:
         started = time.perf_counter()
@@ -108,6 +116,7 @@ def train_arrays(
         )
         arrays |= _prefixed("coclick", rules_triplet)
         seconds["fp_growth"] = time.perf_counter() - started
+        bar.update()
     return arrays, seconds, rule_count
 
 
