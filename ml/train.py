@@ -27,7 +27,13 @@ from database.migrations import apply_migrations
 from database.server import database_url
 from database.training import fetch_catalog, fetch_clicks, fetch_events
 from database.trending import update_trending
-from ml.artifacts import current_version_folder, load_version, publish, write_version
+from ml.artifacts import (
+    current_version_folder,
+    load_version,
+    publish,
+    verify_checksums,
+    write_version,
+)
 from ml.train_collaborative import interaction_matrix, item_neighbors
 from ml.train_content_model import fit_tfidf, similar_products
 from ml.train_fp_growth import co_click_rules, session_transactions
@@ -169,7 +175,8 @@ def reusable_arrays(
 
 
 def validate_version(folder: Path, expected_products: int) -> None:
-    """A version must load, have sane sizes and answer a sample lookup before it serves."""
+    """A version must load, match its checksums and have sane sizes before it serves."""
+    verify_checksums(folder)
     _, arrays = load_version(folder)
     if len(arrays["product_ids"]) != expected_products:
         raise ValueError("product count mismatch")

@@ -1,20 +1,7 @@
-"""Trending scores: exponentially time-decayed event counts, with a catalog-popularity prior."""
+"""Catalog-popularity prior: what "trending" means before any clicks (the click-based trending
+scores live in the database: database/trending.py)."""
 
 import numpy as np
-
-EVENT_WEIGHTS = {"product_click": 1.0}
-
-
-def decayed_scores(
-    item_positions: np.ndarray,
-    weights: np.ndarray,
-    age_hours: np.ndarray,
-    n_items: int,
-    decay_rate: float,
-) -> np.ndarray:
-    """score(p) = sum over p's events of weight x decay_rate ** age_hours."""
-    contributions = weights * np.power(decay_rate, np.maximum(age_hours, 0.0))
-    return np.bincount(item_positions, weights=contributions, minlength=n_items).astype(np.float32)
 
 
 def popularity_prior(ratings: np.ndarray, rating_counts: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from ml.artifacts import (
 )
 from ml.train_content_model import fit_tfidf, similar_products
 from ml.train_fp_growth import co_click_rules, session_transactions
-from ml.trending import decayed_scores, popularity_prior
+from ml.trending import popularity_prior
 
 
 def test_save_load_round_trip(tmp_path):
@@ -75,8 +75,6 @@ def test_sessions_split_on_gap_and_rules_find_pairs():
     assert list(triplet["indices"][triplet["indptr"][2] : triplet["indptr"][3]]) == [1]
 
 
-def test_trending_decay_and_prior():
-    scores = decayed_scores(np.array([0, 0, 1]), np.ones(3), np.array([0.0, 1.0, 0.0]), 3, 0.95)
-    np.testing.assert_allclose(scores, [1.95, 1.0, 0.0], rtol=1e-6)
+def test_popularity_prior():
     prior = popularity_prior(np.array([5.0, 4.4, np.nan]), np.array([1.0, 5000.0, np.nan]))
     assert prior[1] == 1.0 and prior[0] < prior[1] and prior[2] == 0.0
