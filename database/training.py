@@ -13,11 +13,6 @@ SELECT id, name, main_category, sub_category, image, link, ratings, no_of_rating
        discount_price, actual_price, discount_ratio
 FROM products ORDER BY id
 """
-_CLICKS_SINCE = """
-SELECT user_id, product_id, extract(epoch FROM "timestamp")::float8 AS epoch
-FROM interaction_events
-WHERE event_type = 'product_click' AND "timestamp" >= '{since}'::timestamptz
-"""
 
 
 async def fetch_catalog(*, conn: asyncpg.Connection) -> pd.DataFrame:
@@ -29,18 +24,6 @@ async def fetch_catalog(*, conn: asyncpg.Connection) -> pd.DataFrame:
     return frame
 
 
-async def fetch_clicks(*, conn: asyncpg.Connection, since: datetime) -> pd.DataFrame:
-    """Clicks since `since`, streamed with COPY (millions of rows)."""
-    buffer = io.BytesIO()
-    # `since` is a datetime we produced, rendered in ISO format: no user text reaches this SQL.
-    query = _CLICKS_SINCE.format(since=since.isoformat())
-    await conn.copy_from_query(query, output=buffer, format="csv", header=True)
-    buffer.seek(0)
-    return pd.read_csv(
-        buffer, dtype={"user_id": str, "product_id": str, "epoch": "float64"}, keep_default_na=False
-    )
-
-
 _EVENTS_SINCE = """
 SELECT user_id, event_type, product_id, query, extract(epoch FROM "timestamp")::float8 AS epoch
 FROM interaction_events
@@ -49,14 +32,21 @@ WHERE "timestamp" >= '{since}'::timestamptz
 
 
 async def fetch_events(*, conn: asyncpg.Connection, since: datetime) -> pd.DataFrame:
-    """Clicks and searches since `since` (for user profiles), streamed with COPY."""
+    """Clicks and searches since `since`, streamed with COPY (millions of rows)."""
     buffer = io.BytesIO()
+    # `since` is a datetime we produced, rendered in ISO format: no user text reaches this SQL.
     await conn.copy_from_query(
         _EVENTS_SINCE.format(since=since.isoformat()), output=buffer, format="csv", header=True
     )
     buffer.seek(0)
     return pd.read_csv(
         buffer,
-        dtype={"user_id": str, "event_type": str, "product_id": str, "query": str},
+        dtype={
+            "user_id": str,
+            "event_type": str,
+            "product_id": str,
+            "query": str,
+            "epoch": "float64",
+        },
         keep_default_na=False,
     )

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from config.settings import Settings, get_settings
 from database.migrations import apply_migrations
 from database.server import database_url
-from database.training import fetch_catalog, fetch_clicks, fetch_events
+from database.training import fetch_catalog, fetch_events
 from database.trending import update_trending
 from ml.artifacts import (
     current_version_folder,
@@ -217,12 +217,14 @@ async def train(
     now = datetime.now(UTC)
     started = time.perf_counter()
     catalog = await fetch_catalog(conn=conn)
-    clicks = await fetch_clicks(
-        conn=conn, since=now - timedelta(days=settings.training_window_days)
-    )
-    events = None
-    if "profiles" in models:
-        events = await fetch_events(conn=conn, since=now - timedelta(days=settings.history_days))
+    # One read of the log serves both windows: clicks for the models, all events for profiles.
+    window_days = max(settings.training_window_days, settings.history_days)
+    events = await fetch_events(conn=conn, since=now - timedelta(days=window_days))
+    clicks = events[
+        (events["event_type"] == "product_click")
+        & (events["epoch"] >= now.timestamp() - settings.training_window_days * 86400)
+    ]
+    events = events[events["epoch"] >= now.timestamp() - settings.history_days * 86400]
     load_seconds = time.perf_counter() - started
     if catalog.empty:
         raise ValueError("the catalog is empty: import products first")
@@ -234,9 +236,6 @@ async def train(
     if carried is None:
         # No version to take them from, or the catalog changed: train everything.
         models, carried = MODELS, {}
-        if events is None:
-            since = now - timedelta(days=settings.history_days)
-            events = await fetch_events(conn=conn, since=since)
     arrays, seconds, rules = await asyncio.to_thread(
         train_arrays, catalog, clicks, settings, now, progress, models, events
     )
