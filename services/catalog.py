@@ -14,12 +14,14 @@ class Catalog:
     popularity: np.ndarray  # catalog prior, 0..1
     position_of: dict[str, int] = field(init=False)
     main_category: np.ndarray = field(init=False)
+    sub_category: np.ndarray = field(init=False)
     price: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self):
         self.position_of = {pid: pos for pos, pid in enumerate(self.frame["id"])}
         self.main_category = self.frame["main_category"].to_numpy(dtype=object)
+        self.sub_category = self.frame["sub_category"].to_numpy(dtype=object)
         # The price a shopper pays: the discount price when there is one.
         self.price = self.frame["discount_price"].fillna(self.frame["actual_price"]).to_numpy()
         order = np.argsort(-self.popularity, kind="stable")
@@ -44,7 +46,7 @@ class Catalog:
     def matches(self, position: int, category: str | None, min_price, max_price) -> bool:
         if category is not None and category not in (
             self.main_category[position],
-            self.frame["sub_category"].iat[position],
+            self.sub_category[position],
         ):
             return False
         price = self.price[position]

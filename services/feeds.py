@@ -101,19 +101,22 @@ def _top(values: np.ndarray, order: np.ndarray, n: int, keep) -> list[int]:
     return picked
 
 
+def trending_source(catalog: Catalog, trending: TrendingScores | None, n: int, keep) -> Source:
+    """The n most trending products (catalog popularity before any clicks)."""
+    tables = ranking_tables(catalog, trending)
+    source: Source = {}
+    text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
+    for position in _top(tables.boost, tables.boost_order, n, keep):
+        add_candidate(
+            source, position, float(tables.boost[position]), Reason(tables.boost_signal, None, text)
+        )
+    return source
+
+
 def new_user_sources(
     catalog: Catalog, trending: TrendingScores | None, n: int, keep
 ) -> dict[str, Source]:
     tables = ranking_tables(catalog, trending)
-    trending: Source = {}
-    text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
-    for position in _top(tables.boost, tables.boost_order, n, keep):
-        add_candidate(
-            trending,
-            position,
-            float(tables.boost[position]),
-            Reason(tables.boost_signal, None, text),
-        )
     best_value: Source = {}
     for position in _top(tables.value, tables.value_order, n, keep):
         ratio = tables.value[position]
@@ -134,7 +137,11 @@ def new_user_sources(
                     1.0 / (1 + rank),
                     Reason("top_category", category, f"top in {category}"),
                 )
-    return {"trending": trending, "best_value": best_value, "top_category": top_category}
+    return {
+        "trending": trending_source(catalog, trending, n, keep),
+        "best_value": best_value,
+        "top_category": top_category,
+    }
 
 
 def _recency_weight(timestamp: datetime, now: datetime) -> float:
@@ -213,8 +220,6 @@ def home_feed(
             queries.setdefault(event["query"], weight)
     seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
     exclude = seen if exclude_seen else set()
-    boost = ranking_tables(catalog, trending).boost
-
     if not events or bundle is None:
         sources = new_user_sources(catalog, trending, n + len(exclude), keep)
         ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
@@ -234,12 +239,13 @@ def home_feed(
             random.Random(_seed(user_id, now)),
         ),
     }
+    boost = ranking_tables(catalog, trending).boost
     ranked = hybrid_merge(
         sources, weights, boost=boost, boost_weight=boost_weight, exclude=exclude, keep=keep
     )
-    if len(ranked) < n:  # thin history: top up with popular items
-        fill = new_user_sources(catalog, trending, n, keep)["trending"]
+    if len(ranked) < n:  # thin history: top up with trending items, ranked after the personal ones
         taken = {c.position for c in ranked} | exclude
+        fill = trending_source(catalog, trending, n + len(taken), keep)
         ranked += [c for c in hybrid_merge({"t": fill}, {"t": 0.01}) if c.position not in taken]
     return Feed(ranked, "personal_hybrid", weights)
 
