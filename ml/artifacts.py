@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 CURRENT = "current"
 MANIFEST = "manifest.json"
+SYNONYMS_FILE = "synonyms.txt"
 
 
 def _sha256(path: Path) -> str:
@@ -27,23 +29,42 @@ def new_version_name() -> str:
 
 
 def write_version(
-    root: Path, arrays: dict[str, np.ndarray], *, inputs: dict[str, int], extra: dict | None = None
+    root: Path,
+    arrays: dict[str, np.ndarray],
+    *,
+    inputs: dict[str, int],
+    extra: dict | None = None,
+    files: dict[str, Path] | None = None,
 ) -> Path:
-    """Write arrays and a manifest into a new version folder (not yet current)."""
+    """Write arrays, other files (copied in under the given names) and a manifest into a new
+    version folder (not yet current)."""
     name = new_version_name()
     folder = root / name
     folder.mkdir(parents=True)
     for key, array in arrays.items():
         np.save(folder / f"{key}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    for file_name, source in (files or {}).items():
+        shutil.copyfile(source, folder / file_name)
     manifest = {
         "version": name,
         "created_at": datetime.now(UTC).isoformat(),
         "inputs": inputs,
         "libraries": {
             "python": platform.python_version(),
-            **{pkg: package_version(pkg) for pkg in ("numpy", "scipy", "scikit-learn", "mlxtend")},
+            **{
+                pkg: package_version(pkg)
+                for pkg in (
+                    "numpy",
+                    "scipy",
+                    "scikit-learn",
+                    "mlxtend",
+                    "sentence-transformers",
+                    "torch",
+                    "usearch",
+                )
+            },
         },
-        "files": {p.name: _sha256(p) for p in sorted(folder.glob("*.npy"))},
+        "files": {p.name: _sha256(p) for p in sorted(folder.iterdir())},
         **(extra or {}),
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -56,6 +77,7 @@ def load_version(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
     arrays = {
         name.removesuffix(".npy"): np.load(folder / name, mmap_mode="r", allow_pickle=False)
         for name in manifest["files"]
+        if name.endswith(".npy")
     }
     return manifest, arrays
 

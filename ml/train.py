@@ -4,14 +4,15 @@ then make it current.
     python -m ml.train        (knobs: CONTENT_TOP_K, FP_MIN_SUPPORT, ... see config/settings.py)
 
 Artifacts (data/artifacts/<version>/): product_ids, content TF-IDF (CSC for query lookup,
-vocabulary, idf) and top-K similar products, item-CF neighbours, FP-Growth co-click rules,
-plus manifest.json. Trending scores live in the database (ml.update_trending); a retrain also
-brings them up to date.
+vocabulary, idf) and top-K similar products, item-CF neighbours, FP-Growth co-click rules, user
+profiles, product embeddings with their vector index, the search synonyms, plus manifest.json.
+Trending scores live in the database (ml.update_trending); a retrain also brings them up to date.
 """
 
 import argparse
 import asyncio
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,16 +29,26 @@ from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from database.trending import update_trending
 from ml.artifacts import (
+    SYNONYMS_FILE,
     current_version_folder,
     load_version,
     publish,
     verify_checksums,
     write_version,
 )
+from ml.text_encoder import EMBEDDING_DIM
 from ml.train_collaborative import interaction_matrix, item_neighbors
 from ml.train_content_model import fit_tfidf, similar_products
+from ml.train_embeddings import (
+    INDEX_FILE,
+    build_index,
+    embedding_text,
+    open_index,
+    product_embeddings,
+)
 from ml.train_fp_growth import co_click_rules, session_transactions
 from ml.train_profiles import build_profiles
+from services.synonyms import Synonyms
 
 
 @dataclass
@@ -46,21 +57,34 @@ class TrainingResult:
     seconds: dict[str, float]
     products: int
     clicks: int
-    rules: int
+    counts: dict[str, int]  # co_click_rules, embedded_products (encoded now, not reused)
+
+    @property
+    def rules(self) -> int:
+        return self.counts.get("co_click_rules", 0)
 
 
 def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {f"{prefix}_{key}": value for key, value in triplet.items()}
 
 
-MODELS = ("content", "cf", "coclick", "profiles")
-# Which arrays of a version belong to which model (reused as they are when only others retrain).
+MODELS = ("content", "cf", "coclick", "profiles", "embeddings")
+# Which arrays and files of a version belong to which model (reused as they are when only
+# others retrain).
 MODEL_ARRAY_PREFIXES = {
     "content": ("content_", "tfidf_"),
     "cf": ("cf_",),
     "coclick": ("coclick_",),
     "profiles": ("profile_",),
+    "embeddings": ("embedding_",),
 }
+MODEL_FILES = {"embeddings": (INDEX_FILE,)}
+
+
+@dataclass
+class PreviousEmbeddings:
+    digests: np.ndarray
+    vectors: np.ndarray
 
 
 def train_arrays(
@@ -71,18 +95,53 @@ def train_arrays(
     progress: bool = False,
     models: tuple[str, ...] = MODELS,
     events: pd.DataFrame | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, float], int]:
-    """Fit the chosen models on in-memory data; returns arrays, seconds per step and rule count."""
+    previous_embeddings: PreviousEmbeddings | None = None,
+    index_path: Path | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
+    """Fit the chosen models on in-memory data; returns arrays, seconds per step and counts.
+    The embeddings' vector index is written to `index_path`."""
     with tqdm(total=len(models), desc="models", unit="model", disable=not progress) as bar:
-        return _train_arrays(catalog, clicks, settings, now, progress, models, events, bar)
+        return _train_arrays(
+            catalog,
+            clicks,
+            settings,
+            now,
+            progress,
+            models,
+            events,
+            bar,
+            previous_embeddings,
+            index_path,
+        )
 
 
-def _train_arrays(catalog, clicks, settings, now, progress, models, events, bar):
+def _train_arrays(
+    catalog, clicks, settings, now, progress, models, events, bar, previous_embeddings, index_path
+):
     seconds: dict[str, float] = {}
     arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
-    rule_count = 0
+    counts: dict[str, int] = {}
     if "content" in models:
         arrays |= _content_arrays(catalog, settings, progress, seconds)
+        bar.update()
+    if "embeddings" in models:
+        if index_path is None:
+            raise ValueError("embeddings need an index_path")
+        started = time.perf_counter()
+        texts = [
+            embedding_text(n, s)
+            for n, s in zip(catalog["name"], catalog["sub_category"], strict=True)
+        ]
+        embedded, encoded = product_embeddings(
+            texts,
+            previous_embeddings.digests if previous_embeddings else None,
+            previous_embeddings.vectors if previous_embeddings else None,
+            progress=progress,
+        )
+        arrays |= embedded
+        seconds["embeddings_encode"] = time.perf_counter() - started
+        counts["embedded_products"] = encoded
+        seconds["embeddings_index"] = build_index(embedded["embedding_vectors"], index_path)
         bar.update()
     if "profiles" in models and events is not None:
         started = time.perf_counter()
@@ -90,7 +149,7 @@ def _train_arrays(catalog, clicks, settings, now, progress, models, events, bar)
         seconds["profiles"] = time.perf_counter() - started
         bar.update()
     if "cf" not in models and "coclick" not in models:
-        return arrays, seconds, rule_count
+        return arrays, seconds, counts
 
     n_items = len(catalog)
     item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
@@ -113,7 +172,7 @@ def _train_arrays(catalog, clicks, settings, now, progress, models, events, bar)
     if "coclick" in models:
         started = time.perf_counter()
         transactions = session_transactions(user_positions, item_positions, epoch)
-        rules_triplet, rule_count = co_click_rules(
+        rules_triplet, counts["co_click_rules"] = co_click_rules(
             transactions,
             n_items,
             min_support=settings.fp_min_support,
@@ -123,7 +182,7 @@ def _train_arrays(catalog, clicks, settings, now, progress, models, events, bar)
         arrays |= _prefixed("coclick", rules_triplet)
         seconds["fp_growth"] = time.perf_counter() - started
         bar.update()
-    return arrays, seconds, rule_count
+    return arrays, seconds, counts
 
 
 def _content_arrays(
@@ -158,20 +217,33 @@ def _content_arrays(
 
 def reusable_arrays(
     folder: Path | None, product_ids: np.ndarray, models: tuple[str, ...]
-) -> dict[str, np.ndarray] | None:
-    """Arrays of `models` from an existing version, if it was trained on the same catalog."""
+) -> tuple[dict[str, np.ndarray], dict[str, Path]] | None:
+    """Arrays and files of `models` from an existing version, if it was trained on the same
+    catalog."""
     if folder is None:
         return None
     _, arrays = load_version(folder)
     if not np.array_equal(arrays["product_ids"], product_ids):
         return None
-    carried = {}
+    carried, files = {}, {}
     for model in models:
         found = {n: v for n, v in arrays.items() if n.startswith(MODEL_ARRAY_PREFIXES[model])}
-        if not found:  # a version from before this model existed
-            return None
+        model_files = {name: folder / name for name in MODEL_FILES.get(model, ())}
+        if not found or not all(path.exists() for path in model_files.values()):
+            return None  # a version from before this model existed
         carried |= {name: np.asarray(value) for name, value in found.items()}
-    return carried
+        files |= model_files
+    return carried, files
+
+
+def previous_embeddings(folder: Path | None) -> PreviousEmbeddings | None:
+    """Embeddings of the current version, reusable by text digest whatever the catalog."""
+    if folder is None:
+        return None
+    _, arrays = load_version(folder)
+    if "embedding_digests" not in arrays:
+        return None
+    return PreviousEmbeddings(arrays["embedding_digests"], arrays["embedding_vectors"])
 
 
 def validate_version(folder: Path, expected_products: int) -> None:
@@ -194,6 +266,20 @@ def validate_version(folder: Path, expected_products: int) -> None:
             raise ValueError(f"profiles: {facet} lists do not cover the users")
     if expected_products > 1 and arrays["content_indptr"][-1] == 0:
         raise ValueError("content model has no neighbours at all")
+    vectors = arrays["embedding_vectors"]
+    if vectors.shape != (expected_products, EMBEDDING_DIM) or len(
+        arrays["embedding_digests"]
+    ) != len(vectors):
+        raise ValueError("embeddings do not cover the catalog")
+    index = open_index(folder / INDEX_FILE)
+    if len(index) != expected_products:
+        raise ValueError("vector index does not cover the catalog")
+    if expected_products:
+        # Sample query: a product's own vector must find that product among its nearest.
+        sample = expected_products // 2
+        if sample not in index.search(np.asarray(vectors[sample], np.float32), 10).keys:
+            raise ValueError("vector index does not find a product from its own vector")
+    Synonyms.load(folder / SYNONYMS_FILE)
 
 
 def prune_old_versions(root: Path, keep: int) -> None:
@@ -228,30 +314,47 @@ async def train(
     load_seconds = time.perf_counter() - started
     if catalog.empty:
         raise ValueError("the catalog is empty: import products first")
+    Synonyms.load(settings.synonyms_path)  # a malformed file fails here, before any work
     previous = current_version_folder(settings.artifacts_dir)
     others = tuple(m for m in MODELS if m not in models)
-    carried = (
-        reusable_arrays(previous, catalog["id"].to_numpy(dtype="U10"), others) if others else {}
+    reused = (
+        reusable_arrays(previous, catalog["id"].to_numpy(dtype="U10"), others)
+        if others
+        else ({}, {})
     )
-    if carried is None:
+    if reused is None:
         # No version to take them from, or the catalog changed: train everything.
-        models, carried = MODELS, {}
-    arrays, seconds, rules = await asyncio.to_thread(
-        train_arrays, catalog, clicks, settings, now, progress, models, events
-    )
-    seconds["load"] = load_seconds
+        models, reused = MODELS, ({}, {})
+    carried, carried_files = reused
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    folder = write_version(
-        settings.artifacts_dir,
-        carried | arrays,
-        inputs={"products": len(catalog), "clicks": len(clicks)},
-        extra={
-            "trained": list(models),
-            "carried_over_from": previous.name if carried else None,
-            "training_seconds": seconds,
-            **({"co_click_rules": rules} if "coclick" in models else {}),
-        },
-    )
+    with tempfile.TemporaryDirectory(dir=settings.artifacts_dir, prefix=".training-") as work:
+        index_path = Path(work) / INDEX_FILE
+        arrays, seconds, counts = await asyncio.to_thread(
+            train_arrays,
+            catalog,
+            clicks,
+            settings,
+            now,
+            progress,
+            models,
+            events,
+            previous_embeddings(previous) if "embeddings" in models else None,
+            index_path,
+        )
+        seconds["load"] = load_seconds
+        new_files = {INDEX_FILE: index_path} if "embeddings" in models else {}
+        folder = write_version(
+            settings.artifacts_dir,
+            carried | arrays,
+            inputs={"products": len(catalog), "clicks": len(clicks)},
+            files=carried_files | new_files | {SYNONYMS_FILE: settings.synonyms_path},
+            extra={
+                "trained": list(models),
+                "carried_over_from": previous.name if carried else None,
+                "training_seconds": seconds,
+                **counts,
+            },
+        )
     try:
         validate_version(folder, len(catalog))
     except Exception:
@@ -266,7 +369,7 @@ async def train(
         now=now,
     )
     seconds["trending"] = trending.seconds
-    return TrainingResult(folder, seconds, len(catalog), len(clicks), rules)
+    return TrainingResult(folder, seconds, len(catalog), len(clicks), counts)
 
 
 async def _main(progress: bool, models: tuple[str, ...]) -> None:
@@ -281,7 +384,8 @@ async def _main(progress: bool, models: tuple[str, ...]) -> None:
     steps = ", ".join(f"{step} {secs:.1f} s" for step, secs in result.seconds.items())
     print(
         f"published {result.folder.name}: {result.products} products, {result.clicks} clicks, "
-        f"{result.rules} co-click rules ({steps})"
+        f"{result.rules} co-click rules, "
+        f"{result.counts.get('embedded_products', 0)} products embedded ({steps})"
     )
 
 

@@ -1,0 +1,111 @@
+"""Product embeddings for semantic search and the vector index over them.
+
+    python -m ml.train_embeddings   (this model only; python -m ml.train trains all)
+
+Incremental: a product whose text (name + sub-category) has the same digest as in the current
+version keeps its embedding, so a daily retrain only encodes new or edited products. Encoding is
+the expensive part (about 150 products/s on 2 cores); the index is rebuilt from all vectors.
+"""
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+from usearch.index import Index
+
+from ml import text_encoder
+
+INDEX_FILE = "embedding_index.usearch"
+# HNSW with 8-bit scalar quantisation (bench/vector_index.py measured the choice): a quarter of
+# float32's memory, the file is memory-mapped (`view`) so every worker shares one copy.
+INDEX_DTYPE = "i8"
+CONNECTIVITY = 16
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 96
+
+
+def embedding_text(name: str, sub_category: str) -> str:
+    return f"{name} ({sub_category})"
+
+
+def text_digests(texts: list[str]) -> np.ndarray:
+    """64-bit digest of every text and the encoder's settings: equal digest, same embedding."""
+    salt = text_encoder.ENCODER_ID.encode()
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8, salt=salt[:16]).digest())
+            for t in texts
+        ),
+        dtype=np.uint64,
+        count=len(texts),
+    )
+
+
+def product_embeddings(
+    texts: list[str],
+    previous_digests: np.ndarray | None = None,
+    previous_vectors: np.ndarray | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Embeddings of all texts, reusing previous ones with the same digest.
+
+    Returns:
+        arrays `embedding_vectors` (float16, L2-normalised rows) and `embedding_digests`, and how
+        many texts were encoded now.
+    """
+    digests = text_digests(texts)
+    vectors = np.zeros((len(texts), text_encoder.EMBEDDING_DIM), np.float16)
+    known: dict[int, int] = {}
+    if previous_digests is not None and previous_vectors is not None:
+        known = {int(d): row for row, d in enumerate(previous_digests)}
+    missing: dict[int, list[int]] = {}  # digest -> rows needing it (identical texts encode once)
+    for row, digest in enumerate(digests.tolist()):
+        if digest in known:
+            vectors[row] = previous_vectors[known[digest]]
+        else:
+            missing.setdefault(digest, []).append(row)
+    if missing:
+        firsts = [rows[0] for rows in missing.values()]
+        encoded = text_encoder.encode([texts[r] for r in firsts], progress=progress)
+        for vector, rows in zip(encoded, missing.values(), strict=True):
+            vectors[rows] = vector
+    return {"embedding_vectors": vectors, "embedding_digests": digests}, len(missing)
+
+
+def build_index(vectors: np.ndarray, path: Path) -> float:
+    """Write the HNSW index over `vectors` (key = artifact row) to `path`; returns seconds."""
+    started = time.perf_counter()
+    index = new_index()
+    if len(vectors):
+        index.add(np.arange(len(vectors), dtype=np.uint64), vectors.astype(np.float32), threads=0)
+    index.save(str(path))
+    return time.perf_counter() - started
+
+
+def new_index() -> Index:
+    return Index(
+        ndim=text_encoder.EMBEDDING_DIM,
+        metric="cos",
+        dtype=INDEX_DTYPE,
+        connectivity=CONNECTIVITY,
+        expansion_add=EXPANSION_ADD,
+        expansion_search=EXPANSION_SEARCH,
+    )
+
+
+def open_index(path: Path) -> Index:
+    """The saved index, memory-mapped read-only."""
+    index = new_index()
+    index.view(str(path))
+    return index
+
+
+def main() -> None:
+    from ml.train import run_cli
+
+    run_cli(("embeddings",), __doc__.split("\n")[0])
+
+
+if __name__ == "__main__":
+    main()
