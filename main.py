@@ -16,6 +16,7 @@ from database.pool import create_pool
 from database.server import release_embedded_server, start_embedded_server
 from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
+from ml import text_encoder
 from ml.trending import popularity_prior
 from routers import health, interactions, recommendations
 from routers.problems import install_problem_handlers
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             refresh_models(app)
             app.state.trending = None
             await refresh_trending(app)
+            await asyncio.to_thread(text_encoder.warm_up, settings.search_torch_threads)
             # The catalog is millions of long-lived objects: keep them out of every GC pass, which
             # otherwise shows up as periodic latency spikes.
             gc.collect()

@@ -1,5 +1,6 @@
 """Request and response models. Every input validation rule of the API lives here."""
 
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -174,10 +175,26 @@ class HomeQuery(RecommendationQuery):
     exclude_seen: bool = Field(default=True, description="Leave out products clicked recently.")
 
 
+class SearchQuery(RecommendationQuery):
+    q: SearchText
+    user_id: UserId | None = Field(
+        default=None, description="Optional: boosts the user's interests, drives the fallback."
+    )
+
+    @field_validator("q")
+    @classmethod
+    def normalise_query(cls, value: str) -> str:
+        # NFKC folds full-width letters and ligatures; inner runs of whitespace become one space.
+        value = " ".join(unicodedata.normalize("NFKC", value).split())
+        if not value:
+            raise ValueError("q must not be blank")
+        return value
+
+
 class ReasonOut(BaseModel):
     signal: str = Field(
-        description="similar, co_click, collaborative, search, trending, popular, "
-        "best_value, top_category or explore"
+        description="similar, co_click, collaborative, search, semantic, personal, trending, "
+        "popular, best_value, top_category or explore"
     )
     anchor: str | None = Field(description="The product id, search term or category behind it.")
     text: str
@@ -206,3 +223,18 @@ class RecommendationsOut(BaseModel):
     model_version: str | None
     limit: int
     offset: int
+
+
+class ExpansionOut(BaseModel):
+    term: str = Field(description="Words of the query a synonym entry matched.")
+    expanded_to: list[str]
+
+
+class SearchOut(RecommendationsOut):
+    query: str = Field(description="The query as searched (trimmed, normalised).")
+    expansions: list[ExpansionOut]
+    expanded_terms: list[str] = Field(description="Phrases added by synonyms.")
+    fallback_reason: str | None = Field(
+        description="Why these are not search matches: no_match_used_associations, "
+        "no_match_used_trending or no_models_used_trending; null for real matches."
+    )

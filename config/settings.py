@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     trending_boost: float = Field(default=0.1, ge=0)
     history_days: int = Field(default=30, ge=1)
 
+    # Search: synonyms (Solr format) are copied into each artifact version by training.
+    synonyms_path: Path = PROJECT_ROOT / "data" / "synonyms.txt"
+    search_candidates: int = Field(default=100, ge=10, le=1000)  # per retrieval path
+    search_rrf_k: int = Field(default=60, ge=1)  # reciprocal rank fusion: 1 / (k + rank)
+    # Below this cosine similarity a semantic hit is not a match. Calibrated on the generated
+    # catalog: gibberish ("asdf", "lorem ipsum dolor") tops out at 0.20-0.37 against product
+    # names, real queries ("television", "wireless thing for ears") reach 0.40-0.68.
+    search_min_similarity: float = Field(default=0.38, ge=-1, le=1)
+    search_personal_boost: float = Field(default=0.1, ge=0)  # x (1 + boost * profile affinity)
+    search_torch_threads: int = Field(default=1, ge=1)  # per worker, for the query embedding
+
     log_level: str = "INFO"
 
 

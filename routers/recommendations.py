@@ -1,11 +1,13 @@
-"""GET /recommendations/home and /recommendations/product/{product_id}."""
+"""GET /recommendations/home, /recommendations/product/{product_id} and /recommendations/search."""
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 
 from database.interactions import recent_user_events
+from ml.text_encoder import embed_query
 from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
@@ -16,8 +18,17 @@ from schemas import (
     RecommendationQuery,
     RecommendationsOut,
     RecommendedProduct,
+    SearchOut,
+    SearchQuery,
 )
-from services.feeds import Feed, Filters, home_feed, similar_feed
+from services.feeds import (
+    Feed,
+    Filters,
+    SearchSettings,
+    home_feed,
+    search_feed,
+    similar_feed,
+)
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}
@@ -47,6 +58,12 @@ def _response(request: Request, feed: Feed, query: RecommendationQuery) -> Recom
     )
 
 
+async def _recent_events(pool, user_id: str, since: datetime) -> list[dict]:
+    async with pool.acquire() as conn:
+        events = await recent_user_events(conn=conn, user_id=user_id, since=since)
+    return [dict(e) for e in events]
+
+
 def _filters(query: RecommendationQuery) -> Filters:
     return Filters(query.category, query.min_price, query.max_price)
 
@@ -58,15 +75,12 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
     """Personal home feed; the user's recent events are read at request time."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    async with pool.acquire() as conn:
-        events = await recent_user_events(
-            conn=conn, user_id=query.user_id, since=now - timedelta(days=settings.history_days)
-        )
+    events = await _recent_events(pool, query.user_id, now - timedelta(days=settings.history_days))
     feed = home_feed(
         catalog=request.app.state.catalog,
         bundle=request.app.state.models.bundle,
         trending=request.app.state.trending,
-        events=[dict(e) for e in events],
+        events=events,
         user_id=query.user_id,
         weights={
             "clicked": settings.weight_clicked,
@@ -107,3 +121,48 @@ async def similar_products(
         filters=_filters(query),
     )
     return _response(request, feed, query)
+
+
+@router.get("/search", response_model=SearchOut, responses=PROBLEMS, name="recommendations:search")
+async def search(request: Request, pool: Pool, query: Annotated[SearchQuery, Query()]):
+    """Search: synonym-expanded lexical and semantic matches, fused; fallback when none match."""
+    settings = request.app.state.settings
+    now = datetime.now(UTC)
+    bundle = request.app.state.models.bundle
+    events = []
+    if query.user_id is not None:
+        since = now - timedelta(days=settings.history_days)
+        events = await _recent_events(pool, query.user_id, since)
+    query_vector = None
+    if bundle is not None and bundle.vector_index is not None:
+        # About 10 ms of CPU in torch: off the event loop.
+        query_vector = await run_in_threadpool(embed_query, query.q)
+    feed = search_feed(
+        catalog=request.app.state.catalog,
+        bundle=bundle,
+        trending=request.app.state.trending,
+        query=query.q,
+        query_vector=query_vector,
+        events=events,
+        user_id=query.user_id,
+        filters=_filters(query),
+        settings=SearchSettings(
+            candidates=settings.search_candidates,
+            rrf_k=settings.search_rrf_k,
+            min_similarity=settings.search_min_similarity,
+            personal_boost=settings.search_personal_boost,
+        ),
+        now=now,
+    )
+    page = _response(request, feed, query)
+    expanded = feed.expanded
+    return SearchOut(
+        **page.model_dump(),
+        query=query.q,
+        expansions=[
+            {"term": e.typed, "expanded_to": e.alternatives}
+            for e in (expanded.expansions if expanded else [])
+        ],
+        expanded_terms=expanded.expanded_terms() if expanded else [],
+        fallback_reason=feed.fallback_reason,
+    )

@@ -19,7 +19,15 @@ from services.recommender import (
     diverse_candidates,
     hybrid_merge,
 )
-from services.search import lexical_search
+from services.search import (
+    Retrieved,
+    expanded_concepts,
+    lexical_search,
+    plain_concepts,
+    reciprocal_rank_fusion,
+    semantic_search,
+)
+from services.synonyms import ExpandedQuery
 
 MAX_ANCHOR_CLICKS = 20
 MAX_ANCHOR_QUERIES = 5
@@ -144,6 +152,21 @@ def new_user_sources(
     }
 
 
+def _recent_clicks_and_queries(
+    events: list[dict], now: datetime
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Recency weights of the user's latest distinct clicked products and searches."""
+    clicks: dict[str, float] = {}
+    queries: dict[str, float] = {}
+    for event in events:  # newest first
+        weight = _recency_weight(event["timestamp"], now)
+        if event["event_type"] == "product_click" and len(clicks) < MAX_ANCHOR_CLICKS:
+            clicks.setdefault(event["product_id"], weight)
+        elif event["event_type"] == "search_query" and len(queries) < MAX_ANCHOR_QUERIES:
+            queries.setdefault(event["query"], weight)
+    return clicks, queries
+
+
 def _recency_weight(timestamp: datetime, now: datetime) -> float:
     age_hours = max(0.0, (now - timestamp).total_seconds() / 3600)
     return 0.5 ** (age_hours / CLICK_HALF_LIFE_HOURS)
@@ -179,13 +202,13 @@ def clicked_source(
 def search_source(bundle: ModelBundle, queries: list[tuple[str, float]]) -> Source:
     source: Source = {}
     for query, weight in queries:
-        results = lexical_search(bundle, query, limit=NEIGHBORS_PER_ANCHOR)
+        results = lexical_search(bundle, plain_concepts(query), limit=NEIGHBORS_PER_ANCHOR)
         if not results:
             continue
-        top = results[0][1]
+        top = results[0].score
         reason = Reason("search", query, f"matches your search '{query}'")
-        for position, score, _terms in results:
-            add_candidate(source, position, weight * score / top, reason)
+        for hit in results:
+            add_candidate(source, hit.position, weight * hit.score / top, reason)
     return source
 
 
@@ -210,14 +233,7 @@ def home_feed(
 ) -> Feed:
     """Home feed: personal hybrid for users with history, popularity mix for new users."""
     keep = filters.keep(catalog)
-    clicks: dict[str, float] = {}
-    queries: dict[str, float] = {}
-    for event in events:  # newest first
-        weight = _recency_weight(event["timestamp"], now)
-        if event["event_type"] == "product_click" and len(clicks) < MAX_ANCHOR_CLICKS:
-            clicks.setdefault(event["product_id"], weight)
-        elif event["event_type"] == "search_query" and len(queries) < MAX_ANCHOR_QUERIES:
-            queries.setdefault(event["query"], weight)
+    clicks, queries = _recent_clicks_and_queries(events, now)
     seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
     exclude = seen if exclude_seen else set()
     if not events or bundle is None:
@@ -266,3 +282,118 @@ def similar_feed(
         if p != position and (keep is None or keep(p))
     ]
     return Feed(items, "content_similarity", {"content": 1.0})
+
+
+@dataclass
+class SearchSettings:
+    candidates: int  # per retrieval path
+    rrf_k: int
+    min_similarity: float
+    personal_boost: float
+
+
+@dataclass
+class SearchFeed(Feed):
+    expanded: ExpandedQuery | None = None
+    fallback_reason: str | None = None
+
+
+def search_feed(
+    *,
+    catalog: Catalog,
+    bundle: ModelBundle | None,
+    trending: TrendingScores | None,
+    query: str,
+    query_vector: np.ndarray | None,
+    events: list[dict],
+    user_id: str | None,
+    filters: Filters,
+    settings: SearchSettings,
+    now: datetime,
+) -> SearchFeed:
+    """Lexical (synonym-expanded) and semantic results fused by rank, mildly boosted towards the
+    user's interests; when nothing matches, the user's co-click associations, then trending."""
+    keep = filters.keep(catalog)
+    clicks, _ = _recent_clicks_and_queries(events, now)
+    if bundle is None:
+        items = _ranked(trending_source(catalog, trending, 100, keep))
+        return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")
+
+    expanded = bundle.synonyms.expand(query)
+    retrieved = Retrieved(
+        lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
+        semantic_search(bundle, query_vector, settings.candidates, settings.min_similarity)
+        if query_vector is not None
+        else [],
+    )
+    fused = reciprocal_rank_fusion(retrieved, query, settings.rrf_k)
+    if keep is not None:
+        fused = {p: c for p, c in fused.items() if keep(p)}
+    weights = {"lexical": 1.0, "semantic": 1.0, "personal_boost": settings.personal_boost}
+    if fused:
+        affinity = _interest_affinity(catalog, bundle, user_id, clicks)
+        _apply_personal_boost(catalog, fused, affinity, settings.personal_boost)
+        return SearchFeed(_ranked(fused), "search", weights, expanded)
+
+    associations: Source = {}
+    for product_id, weight in clicks.items():
+        anchor = catalog.position_of.get(product_id)
+        if anchor is None:
+            continue
+        positions, scores = bundle.neighbors("coclick", anchor)
+        reason = Reason("co_click", product_id, f"often clicked with {product_id}")
+        for position, score in zip(positions.tolist(), scores.tolist(), strict=True):
+            if keep is None or keep(position):
+                add_candidate(associations, position, weight * score, reason)
+    for product_id in clicks:  # not the products the user has just clicked
+        associations.pop(catalog.position_of.get(product_id, -1), None)
+    if associations:
+        return SearchFeed(
+            _ranked(associations),
+            "search_fallback",
+            weights,
+            expanded,
+            "no_match_used_associations",
+        )
+    items = _ranked(trending_source(catalog, trending, 100, keep))
+    return SearchFeed(items, "search_fallback", weights, expanded, "no_match_used_trending")
+
+
+def _ranked(source: Source) -> list[Candidate]:
+    return sorted(source.values(), key=lambda c: (-c.score, c.position))
+
+
+def _interest_affinity(
+    catalog: Catalog, bundle: ModelBundle, user_id: str | None, clicks: dict[str, float]
+) -> dict[str, float]:
+    """0..1 interest per sub-category and main category, from the daily profile and this
+    session's clicks."""
+    if user_id is None:
+        return {}
+    profile = user_profile(bundle, user_id)
+    interest: Counter[str] = Counter(profile["sub_category"])
+    interest.update({k: 0.5 * v for k, v in profile["category"].items()})
+    for product_id, weight in clicks.items():
+        position = catalog.position_of.get(product_id)
+        if position is not None:
+            interest[catalog.sub_category[position]] += weight
+            interest[catalog.main_category[position]] += 0.5 * weight
+    top = max(interest.values(), default=0.0)
+    return {name: value / top for name, value in interest.items()} if top > 0 else {}
+
+
+def _apply_personal_boost(
+    catalog: Catalog, source: Source, affinity: dict[str, float], boost: float
+) -> None:
+    if not affinity or boost <= 0:
+        return
+    for position, candidate in source.items():
+        sub_category = catalog.sub_category[position]
+        value = max(
+            affinity.get(sub_category, 0.0), affinity.get(catalog.main_category[position], 0.0)
+        )
+        if value > 0:
+            candidate.score *= 1.0 + boost * value
+            candidate.reasons.append(
+                Reason("personal", sub_category, f"you often look at {sub_category}")
+            )

@@ -6,8 +6,11 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from usearch.index import Index
 
-from ml.artifacts import current_version_folder, load_version
+from ml.artifacts import SYNONYMS_FILE, current_version_folder, load_version
+from ml.train_embeddings import INDEX_FILE, open_index
+from services.synonyms import Synonyms
 
 logger = logging.getLogger(__name__)
 NEIGHBOR_MODELS = ("content", "cf", "coclick")
@@ -21,6 +24,8 @@ class ModelBundle:
     to_catalog: np.ndarray  # artifact position -> catalog position (-1: product gone)
     from_catalog: np.ndarray  # catalog position -> artifact position (-1: not trained on)
     vocabulary: dict[str, int]
+    synonyms: Synonyms
+    vector_index: Index | None  # memory-mapped HNSW over the product embeddings
 
     def neighbors(self, model: str, catalog_position: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores) of a product's neighbours in `model`, best first."""
@@ -75,7 +80,20 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
     present = to_catalog >= 0
     from_catalog[to_catalog[present]] = np.flatnonzero(present)
     vocabulary = {str(term): column for column, term in enumerate(arrays["tfidf_vocabulary"])}
-    return ModelBundle(manifest["version"], folder, arrays, to_catalog, from_catalog, vocabulary)
+    synonyms_file = folder / SYNONYMS_FILE
+    synonyms = Synonyms.load(synonyms_file) if synonyms_file.exists() else Synonyms({})
+    index_file = folder / INDEX_FILE
+    vector_index = open_index(index_file) if index_file.exists() else None
+    return ModelBundle(
+        manifest["version"],
+        folder,
+        arrays,
+        to_catalog,
+        from_catalog,
+        vocabulary,
+        synonyms,
+        vector_index,
+    )
 
 
 class ModelStore:
@@ -108,6 +126,7 @@ class ModelStore:
             "content": version,
             "collaborative": version,
             "co_click": version,
+            "embeddings": version if self.bundle and self.bundle.vector_index else None,
         }
 
 

