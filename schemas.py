@@ -238,3 +238,54 @@ class SearchOut(RecommendationsOut):
         description="Why these are not search matches: no_match_used_associations, "
         "no_match_used_trending or no_models_used_trending; null for real matches."
     )
+
+
+# --- Operations --------------------------------------------------------------------------
+
+JobName = Literal["trending", "retrain", "retention"]
+
+
+class JobAccepted(BaseModel):
+    job: JobName
+    status: Literal["started"]
+    detail: str
+
+
+class JobRunOut(BaseModel):
+    id: int
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None
+    seconds: float | None
+    outcome: str
+    detail: str | None
+    worker: str
+    last_success_at: datetime | None
+
+
+class JobStatusOut(BaseModel):
+    last_run: JobRunOut | None
+    next_run_at: datetime | None = Field(description="On this worker's scheduler.")
+    running: bool
+
+
+class WorkerOut(BaseModel):
+    worker: str
+    model_version: str | None
+    started_at: datetime
+    seen_at: datetime
+
+
+class ArtifactsOut(BaseModel):
+    current: str | None
+    on_disk: list[str]
+    load_error: str | None = Field(description="Why this worker could not load `current`.")
+
+
+class StatusOut(BaseModel):
+    worker: str
+    model_version: str | None
+    workers: list[WorkerOut] = Field(description="Workers seen recently, with their versions.")
+    artifacts: ArtifactsOut
+    jobs: dict[str, JobStatusOut]
+    row_counts: dict[str, int]

@@ -2,8 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,22 @@ class Settings(BaseSettings):
     search_personal_boost: float = Field(default=0.1, ge=0)  # x (1 + boost * profile affinity)
     search_torch_threads: int = Field(default=1, ge=1)  # per worker, for the query embedding
 
+    # Jobs (APScheduler in every worker; an advisory lock lets one of them run each job).
+    # Cron expressions, UTC: minute hour day-of-month month day-of-week.
+    scheduler_enabled: bool = True
+    trending_cron: str = "5 * * * *"  # hourly: trending scores + activity rollup
+    retrain_cron: str = "30 3 * * *"  # daily: all models, in a separate process
+    retention_cron: str = "0 4 * * *"  # daily: delete old interaction rows
+    retrain_timeout_minutes: float = Field(default=180, gt=0)
+    retrain_nice: int = Field(default=10, ge=0, le=19)  # CPU priority of the training process
+    retention_days: int = Field(default=90, ge=1)  # interaction rows older than this are deleted
+    activity_retention_days: int = Field(default=400, ge=1)  # hourly rollup rows
+
+    # Admin endpoints (/admin/*) need this key in the X-API-Key header; unset: admin disabled.
+    admin_api_key: SecretStr | None = None
+
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
 
 @lru_cache

@@ -8,6 +8,7 @@ import asyncpg
 from database.interactions import EventRow, store_events
 from database.products import existing_product_ids
 from schemas import InteractionIn, InteractionOut
+from services import metrics
 
 
 class UnknownProductsError(Exception):
@@ -54,6 +55,8 @@ async def ingest_events(*, pool: asyncpg.Pool, events: list[InteractionIn]) -> l
         for row in rows:
             first_of_id.setdefault(row.event_id, row)
         stored = await store_events(conn=conn, events=list(first_of_id.values()))
+    for row in stored:
+        metrics.EVENTS_INGESTED.labels(row.event_type).inc()
     stored_ids = {row.event_id for row in stored}
     return [
         InteractionOut(

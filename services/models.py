@@ -10,6 +10,7 @@ from usearch.index import Index
 
 from ml.artifacts import SYNONYMS_FILE, current_version_folder, load_version
 from ml.train_embeddings import INDEX_FILE, open_index
+from services import metrics
 from services.synonyms import Synonyms
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class ModelBundle:
     vocabulary: dict[str, int]
     synonyms: Synonyms
     vector_index: Index | None  # memory-mapped HNSW over the product embeddings
+    created_at: datetime
 
     def neighbors(self, model: str, catalog_position: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores) of a product's neighbours in `model`, best first."""
@@ -93,31 +95,60 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
         vocabulary,
         synonyms,
         vector_index,
+        datetime.fromisoformat(manifest["created_at"]),
     )
 
 
 class ModelStore:
-    """Holds the serving bundle; `refresh()` swaps in a newly published version."""
+    """Holds the serving bundle: `load_new()` loads a newly published version (off the event
+    loop), `install()` makes it the one requests use."""
 
     def __init__(self, artifacts_dir: Path):
         self.artifacts_dir = artifacts_dir
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
+        self._failed_folder: Path | None = None
 
-    def refresh(self, catalog_size: int, position_of: dict[str, int]) -> bool:
-        """Load the current version if it changed. A broken version leaves the old one serving."""
+    def pending_version(self) -> Path | None:
+        """The current version's folder if it is not the one served (nor one that failed)."""
         folder = current_version_folder(self.artifacts_dir)
-        if folder is None or (self.bundle is not None and self.bundle.folder == folder):
-            return False
+        if folder is None or folder == self._failed_folder:
+            return None
+        if self.bundle is not None and self.bundle.folder == folder:
+            return None
+        return folder
+
+    def load_new(self, catalog_size: int, position_of: dict[str, int]) -> ModelBundle | None:
+        """Load the pending version. A broken version is remembered (not retried every few
+        seconds) and leaves the old one serving."""
+        folder = self.pending_version()
+        if folder is None:
+            return None
         try:
-            bundle = load_bundle(folder, catalog_size, position_of)
-        except (OSError, ValueError, KeyError) as exc:
+            return load_bundle(folder, catalog_size, position_of)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            self._failed_folder = folder
             self.last_error = f"{folder.name}: {exc}"
             logger.warning("could not load artifacts %s: %s", folder, exc)
-            return False
+            metrics.MODEL_LOAD_FAILURES.inc()
+            return None
+
+    def install(self, bundle: ModelBundle) -> None:
+        previous = self.bundle
         self.bundle = bundle  # one reference swap: requests see the old or the new bundle
         self.last_error = None
+        if previous is not None:
+            metrics.MODEL_INFO.remove(previous.version)
+        metrics.MODEL_INFO.labels(bundle.version).set(1)
+        metrics.MODEL_CREATED.set(bundle.created_at.timestamp())
         logger.info("serving model version %s", bundle.version)
+
+    def refresh(self, catalog_size: int, position_of: dict[str, int]) -> bool:
+        """Load and install the current version if it changed."""
+        bundle = self.load_new(catalog_size, position_of)
+        if bundle is None:
+            return False
+        self.install(bundle)
         return True
 
     def versions(self) -> dict[str, str | None]:

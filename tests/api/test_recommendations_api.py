@@ -22,7 +22,7 @@ async def _ids(conn, sub_category: str, n: int = 50) -> list[str]:
 
 async def _train_and_load(app, conn, settings):
     result = await train(conn=conn, settings=settings)
-    refresh_models(app)
+    await refresh_models(app)
     return result
 
 

@@ -91,7 +91,7 @@ async def test_user_with_clicks_gets_associations_before_trending(client, app, c
     response = await client.post("/interactions/batch", json={"events": events})
     assert response.status_code == 201
     await train(conn=conn, settings=settings)
-    refresh_models(app)
+    await refresh_models(app)
     click = {"user_id": "shopper", "event_type": "product_click", "product_id": phone}
     assert (await client.post("/interactions", json=click)).status_code == 201
 

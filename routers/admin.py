@@ -1,0 +1,110 @@
+"""Admin endpoints (X-API-Key): trigger jobs, see what every worker serves and how jobs went."""
+
+import asyncio
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from database import jobs as job_queries
+from ml.artifacts import current_version_folder
+from routers.dependencies import Pool
+from routers.problems import ProblemError
+from schemas import (
+    ArtifactsOut,
+    JobAccepted,
+    JobName,
+    JobRunOut,
+    JobStatusOut,
+    Problem,
+    StatusOut,
+    WorkerOut,
+)
+from services.jobs import JOBS
+
+logger = logging.getLogger(__name__)
+
+
+def require_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    configured = request.app.state.settings.admin_api_key
+    if configured is None:
+        raise ProblemError(
+            403, "admin endpoints are disabled: set ADMIN_API_KEY", problem_type="admin-disabled"
+        )
+    if x_api_key is None or not secrets.compare_digest(
+        x_api_key.encode(), configured.get_secret_value().encode()
+    ):
+        raise ProblemError(401, "missing or wrong X-API-Key header", problem_type="unauthorized")
+
+
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"model": Problem}, 403: {"model": Problem}},
+)
+
+
+@router.post(
+    "/jobs/{job}",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={409: {"model": Problem}},
+    name="admin:run_job",
+)
+async def run_job(request: Request, pool: Pool, job: JobName):
+    """Start a job now, in the background; /admin/status shows how it went."""
+    async with pool.acquire() as conn:
+        if await job_queries.job_is_running(conn=conn, job=job):
+            raise ProblemError(409, f"{job} is already running", problem_type="job-running")
+    runner = request.app.state.jobs
+    task = asyncio.create_task(runner.run(job, "admin"))
+    # Keep a reference until done: the event loop holds tasks only weakly.
+    request.app.state.background_tasks.add(task)
+    task.add_done_callback(request.app.state.background_tasks.discard)
+    return JobAccepted(job=job, status="started", detail="see GET /admin/status")
+
+
+@router.get("/status", response_model=StatusOut, name="admin:status")
+async def status(request: Request, pool: Pool):
+    """Versions served per worker, last run / next run of each job, row counts."""
+    app = request.app
+    settings = app.state.settings
+    bundle = app.state.models.bundle
+    recent = datetime.now(UTC) - timedelta(seconds=3 * settings.model_reload_seconds + 30)
+    async with pool.acquire() as conn:
+        last_runs = {r["job"]: r for r in await job_queries.last_job_runs(conn=conn)}
+        running = {job: await job_queries.job_is_running(conn=conn, job=job) for job in JOBS}
+        workers = await job_queries.live_workers(conn=conn, since=recent)
+        counts = await job_queries.row_counts(conn=conn)
+    scheduler = app.state.scheduler
+    jobs = {}
+    for job in JOBS:
+        scheduled = scheduler.get_job(job) if scheduler else None
+        run = last_runs.get(job)
+        jobs[job] = JobStatusOut(
+            last_run=JobRunOut(**{k: run[k] for k in JobRunOut.model_fields}) if run else None,
+            next_run_at=scheduled.next_run_time if scheduled else None,
+            running=running[job],
+        )
+    current = current_version_folder(settings.artifacts_dir)
+    root = settings.artifacts_dir
+    on_disk = (
+        sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if root.exists()
+        else []
+    )
+    return StatusOut(
+        worker=app.state.jobs.worker,
+        model_version=bundle.version if bundle else None,
+        workers=[WorkerOut(**dict(w)) for w in workers],
+        artifacts=ArtifactsOut(
+            current=current.name if current else None,
+            on_disk=on_disk,
+            load_error=app.state.models.last_error,
+        ),
+        jobs=jobs,
+        row_counts=counts,
+    )

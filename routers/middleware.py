@@ -1,0 +1,63 @@
+"""Per-request context: request id (X-Request-ID in and out), latency metrics per route, and
+one structured access-log line per request. Pure ASGI: no per-request task or body copy."""
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from config.logging import request_id
+from services import metrics
+
+access_log = logging.getLogger("access")
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")  # anything else is replaced
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
+        token = request_id.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            # The route template keeps label values few ("/recommendations/product/{product_id}").
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            metrics.REQUEST_SECONDS.labels(method, template).observe(seconds)
+            metrics.REQUESTS.labels(method, template, str(status)).inc()
+            # Path only: query strings can carry search text; headers are never logged.
+            access_log.info(
+                "%s %s %s",
+                method,
+                scope["path"],
+                status,
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
+            request_id.reset(token)

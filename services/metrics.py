@@ -1,0 +1,82 @@
+"""Prometheus metrics of the service (prometheus-client).
+
+With several uvicorn workers set PROMETHEUS_MULTIPROC_DIR to an empty folder shared by them
+(the Docker image does): every worker writes its samples there and /metrics adds them up.
+"""
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+# Buckets around the latency targets (home p95 <= 25 ms, similar <= 5 ms, search <= 30 ms).
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+REQUEST_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer a request, per route template.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUESTS = Counter(
+    "http_requests_total", "Requests answered, per route and status.", ["method", "route", "status"]
+)
+EVENTS_INGESTED = Counter(
+    "recsys_events_ingested_total", "Interaction events stored.", ["event_type"]
+)
+MODEL_INFO = Gauge(
+    "recsys_model_info",
+    "1 for the artifact version a worker serves (label version).",
+    ["version"],
+    multiprocess_mode="liveall",
+)
+MODEL_CREATED = Gauge(
+    "recsys_model_created_timestamp_seconds",
+    "When the served version was trained (unix time); its age is time() - this.",
+    multiprocess_mode="livemin",
+)
+MODEL_AGE = Gauge(
+    "recsys_model_age_seconds",
+    "Age of the served version when /metrics was read.",
+    multiprocess_mode="livemax",
+)
+MODEL_LOAD_FAILURES = Counter(
+    "recsys_model_load_failures_total", "Published versions a worker could not load."
+)
+JOB_SECONDS = Histogram(
+    "recsys_job_duration_seconds",
+    "Duration of job runs (trending, retrain, retention).",
+    ["job"],
+    buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200),
+)
+JOB_RUNS = Counter(
+    "recsys_job_runs_total", "Job runs by outcome (succeeded, failed).", ["job", "outcome"]
+)
+JOB_LAST_SUCCESS = Gauge(
+    "recsys_job_last_success_timestamp_seconds",
+    "When each job last succeeded (unix time).",
+    ["job"],
+    multiprocess_mode="max",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format, from every worker when in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a stopped worker's live gauges (multiprocess mode only)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        prometheus_multiprocess.mark_process_dead(pid)
