@@ -20,15 +20,9 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=10, ge=1)
 
     # Catalog files
-    raw_catalog_path: Path = PROJECT_ROOT / "data" / "raw" / "Amazon-Products-Raw.csv"
     processed_catalog_path: Path = (
         PROJECT_ROOT / "data" / "processed" / "Amazon-Products-Optimized.csv"
     )
-
-    # Event ingestion
-    max_batch_events: int = Field(default=1000, ge=1)
-    max_query_length: int = Field(default=200, ge=1)
-    max_clock_skew_seconds: int = Field(default=300, ge=0)
 
     # Models
     artifacts_dir: Path = PROJECT_ROOT / "data" / "artifacts"

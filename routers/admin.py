@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def require_api_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
     configured = request.app.state.settings.admin_api_key
-    if configured is None:
+    if configured is None or not configured.get_secret_value():
         raise ProblemError(
             403, "admin endpoints are disabled: set ADMIN_API_KEY", problem_type="admin-disabled"
         )
