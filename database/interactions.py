@@ -20,7 +20,7 @@ class EventRow:
     client_event_id: bool  # the client sent the id, so a retry must be recognised
 
 
-_CREATE_USER_TABLE = """
+CREATE_USER_TABLE = """
 CREATE TABLE {table} (
     event_type  text        NOT NULL CHECK (event_type IN ('product_click', 'search_query')),
     product_id  text,
@@ -31,7 +31,7 @@ CREATE INDEX {index} ON {table} ("timestamp" DESC);
 """
 _LOCK_USER = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 _USER_TABLE_EXISTS = "SELECT 1 FROM user_interaction_tables WHERE user_id = $1"
-_REGISTER_USER_TABLE = "INSERT INTO user_interaction_tables (user_id, table_name) VALUES ($1, $2)"
+REGISTER_USER_TABLE = "INSERT INTO user_interaction_tables (user_id, table_name) VALUES ($1, $2)"
 _CLAIM_EVENT_IDS = """
 INSERT INTO ingested_event_ids (event_id, user_id)
 SELECT * FROM unnest($1::text[], $2::text[])
@@ -64,8 +64,8 @@ async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
             return False
         table = user_table(user_id)
         index = quote_identifier(user_index_name(user_id))
-        await conn.execute(_CREATE_USER_TABLE.format(table=table, index=index))
-        await conn.execute(_REGISTER_USER_TABLE, user_id, user_table_name(user_id))
+        await conn.execute(CREATE_USER_TABLE.format(table=table, index=index))
+        await conn.execute(REGISTER_USER_TABLE, user_id, user_table_name(user_id))
         return True
 
 

@@ -152,7 +152,7 @@ def new_user_sources(
     }
 
 
-def _recent_clicks_and_queries(
+def recent_clicks_and_queries(
     events: list[dict], now: datetime
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Recency weights of the user's latest distinct clicked products and searches."""
@@ -172,9 +172,16 @@ def _recency_weight(timestamp: datetime, now: datetime) -> float:
     return 0.5 ** (age_hours / CLICK_HALF_LIFE_HOURS)
 
 
+CLICK_MODELS = ("content", "coclick", "cf")
+
+
 def clicked_source(
-    catalog: Catalog, bundle: ModelBundle, clicks: list[tuple[str, float]]
+    catalog: Catalog,
+    bundle: ModelBundle,
+    clicks: list[tuple[str, float]],
+    models: tuple[str, ...] = CLICK_MODELS,
 ) -> Source:
+    """Neighbours of the user's recent clicks in `models`, weighted by the clicks' recency."""
     source: Source = {}
     for product_id, weight in clicks:
         anchor = catalog.position_of.get(product_id)
@@ -185,6 +192,8 @@ def clicked_source(
             ("coclick", "co_click", f"often clicked with {product_id}"),
             ("cf", "collaborative", f"shoppers who clicked {product_id} also clicked"),
         ):
+            if model not in models:
+                continue
             positions, scores = bundle.neighbors(model, anchor)
             if len(scores) == 0:
                 continue
@@ -233,7 +242,7 @@ def home_feed(
 ) -> Feed:
     """Home feed: personal hybrid for users with history, popularity mix for new users."""
     keep = filters.keep(catalog)
-    clicks, queries = _recent_clicks_and_queries(events, now)
+    clicks, queries = recent_clicks_and_queries(events, now)
     seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
     exclude = seen if exclude_seen else set()
     if not events or bundle is None:
@@ -314,7 +323,7 @@ def search_feed(
     """Lexical (synonym-expanded) and semantic results fused by rank, mildly boosted towards the
     user's interests; when nothing matches, the user's co-click associations, then trending."""
     keep = filters.keep(catalog)
-    clicks, _ = _recent_clicks_and_queries(events, now)
+    clicks, _ = recent_clicks_and_queries(events, now)
     if bundle is None:
         items = _ranked(trending_source(catalog, trending, 100, keep))
         return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")

@@ -1,0 +1,474 @@
+"""Offline evaluation on a temporal split: train on events before a cut-off, predict what each
+test user clicks after it.
+
+    python -m ml.evaluate [--test-days 7] [--users 2000] [--out reports]
+
+Home feed: the hybrid (default weights and a small grid) against popularity, content-only,
+co-click-only and item-CF-only, on HR@10, NDCG@10, MRR, catalog coverage, intra-list category
+diversity and novelty. Similar products: does a product's list hold what was clicked next in the
+same session (co-click ground truth)? Search: is the product clicked after a search in its top 10?
+Writes <out>/evaluation.json, evaluation.md and evaluation.png (accuracy vs diversity).
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from config.settings import Settings, get_settings
+from database.server import database_url
+from database.training import fetch_catalog, fetch_events
+from ml.artifacts import SYNONYMS_FILE, current_version_folder, write_version
+from ml.text_encoder import embed_query
+from ml.train import MODELS, previous_embeddings, train_arrays
+from ml.train_embeddings import INDEX_FILE
+from ml.train_fp_growth import SESSION_GAP_SECONDS
+from ml.trending import popularity_prior
+from services.catalog import Catalog
+from services.feeds import (
+    Filters,
+    SearchSettings,
+    clicked_source,
+    home_feed,
+    recent_clicks_and_queries,
+    search_feed,
+    similar_feed,
+)
+from services.models import TrendingScores, load_bundle
+from services.recommender import hybrid_merge
+
+K = 10
+WEIGHT_GRID = [
+    (0.5, 0.4, 0.1),  # the default
+    (0.7, 0.2, 0.1),
+    (0.3, 0.6, 0.1),
+    (0.5, 0.5, 0.0),
+    (0.4, 0.3, 0.3),
+    (0.8, 0.2, 0.0),
+]
+
+
+# --- Metrics (pure; tests check them on hand-computed examples) ------------------------------
+
+
+def hit_rate(ranked: list[int], relevant: set[int], k: int = K) -> float:
+    return 1.0 if set(ranked[:k]) & relevant else 0.0
+
+
+def ndcg(ranked: list[int], relevant: set[int], k: int = K) -> float:
+    """Binary-relevance NDCG@k: DCG = sum of 1/log2(rank + 1) over hits, over the ideal DCG."""
+    dcg = sum(1.0 / math.log2(rank + 2) for rank, item in enumerate(ranked[:k]) if item in relevant)
+    ideal = sum(1.0 / math.log2(rank + 2) for rank in range(min(len(relevant), k)))
+    return dcg / ideal if ideal else 0.0
+
+
+def reciprocal_rank(ranked: list[int], relevant: set[int], k: int = K) -> float:
+    for rank, item in enumerate(ranked[:k], start=1):
+        if item in relevant:
+            return 1.0 / rank
+    return 0.0
+
+
+def intra_list_diversity(categories: list[str]) -> float:
+    """Share of pairs of items in the list that are in different categories."""
+    n = len(categories)
+    if n < 2:
+        return 0.0
+    same = sum(c * (c - 1) for c in pd.Series(categories).value_counts().tolist())
+    return 1.0 - same / (n * (n - 1))
+
+
+def novelty(ranked: list[int], click_share: np.ndarray) -> float:
+    """Mean self-information -log2(p) of the items, p = item's share of training clicks
+    (add-one smoothed): recommending the long tail scores higher."""
+    if not ranked:
+        return 0.0
+    return float(np.mean(-np.log2(click_share[ranked])))
+
+
+@dataclass
+class Scores:
+    hr: list[float] = field(default_factory=list)
+    ndcg: list[float] = field(default_factory=list)
+    mrr: list[float] = field(default_factory=list)
+    diversity: list[float] = field(default_factory=list)
+    novelty: list[float] = field(default_factory=list)
+    recommended: set[int] = field(default_factory=set)
+
+    def add(self, ranked, relevant, catalog: Catalog, click_share) -> None:
+        self.hr.append(hit_rate(ranked, relevant))
+        self.ndcg.append(ndcg(ranked, relevant))
+        self.mrr.append(reciprocal_rank(ranked, relevant))
+        if ranked:  # an empty list misses (above) but has no diversity or novelty to average
+            self.diversity.append(intra_list_diversity([catalog.main_category[p] for p in ranked]))
+            self.novelty.append(novelty(ranked, click_share))
+        self.recommended.update(ranked)
+
+    def summary(self, catalog_size: int) -> dict[str, float]:
+        return {
+            "hr@10": round(float(np.mean(self.hr)), 4) if self.hr else 0.0,
+            "ndcg@10": round(float(np.mean(self.ndcg)), 4) if self.ndcg else 0.0,
+            "mrr": round(float(np.mean(self.mrr)), 4) if self.mrr else 0.0,
+            "coverage": round(len(self.recommended) / max(catalog_size, 1), 4),
+            "diversity": round(float(np.mean(self.diversity)), 4) if self.diversity else 0.0,
+            "novelty": round(float(np.mean(self.novelty)), 2) if self.novelty else 0.0,
+            "cases": len(self.hr),
+        }
+
+
+# --- The split and the recommenders ----------------------------------------------------------
+
+
+@dataclass
+class Split:
+    cutoff: datetime
+    train: pd.DataFrame
+    test: pd.DataFrame
+
+
+def temporal_split(events: pd.DataFrame, test_days: float) -> Split:
+    cutoff_epoch = events["epoch"].max() - test_days * 86400
+    return Split(
+        datetime.fromtimestamp(cutoff_epoch, UTC),
+        events[events["epoch"] < cutoff_epoch],
+        events[events["epoch"] >= cutoff_epoch],
+    )
+
+
+def trending_at(catalog: Catalog, clicks: pd.DataFrame, cutoff: datetime, rate: float):
+    """Trending scores as the hourly job would have had them at the cut-off."""
+    age_hours = (cutoff.timestamp() - clicks["epoch"].to_numpy()) / 3600
+    positions = pd.Index(catalog.frame["id"]).get_indexer(clicks["product_id"])
+    known = positions >= 0
+    scores = np.bincount(
+        positions[known], weights=np.power(rate, age_hours[known]), minlength=len(catalog)
+    )
+    top = scores.max() if len(scores) else 0.0
+    return TrendingScores(cutoff, (scores / top if top > 0 else scores).astype(np.float32))
+
+
+def _history(user_events: pd.DataFrame) -> list[dict]:
+    """A user's events as the request path reads them: newest first, datetimes."""
+    rows = user_events.sort_values("epoch", ascending=False)
+    return [
+        {
+            "event_type": r.event_type,
+            "product_id": r.product_id or None,
+            "query": r.query or None,
+            "timestamp": datetime.fromtimestamp(r.epoch, UTC),
+        }
+        for r in rows.itertuples()
+    ]
+
+
+def evaluate(
+    *,
+    catalog_frame: pd.DataFrame,
+    events: pd.DataFrame,
+    settings: Settings,
+    test_days: float = 7,
+    max_users: int = 2000,
+    seed: int = 1,
+    progress: bool = False,
+) -> dict:
+    """Train on the events before the cut-off and score every recommender; returns the report."""
+    started = time.perf_counter()
+    split = temporal_split(events, test_days)
+    train_clicks = split.train[split.train["event_type"] == "product_click"]
+    catalog = Catalog(
+        catalog_frame,
+        popularity_prior(
+            catalog_frame["ratings"].to_numpy(), catalog_frame["no_of_ratings"].to_numpy()
+        ),
+    )
+    with tempfile.TemporaryDirectory(prefix="evaluation-") as work:
+        bundle = _train_bundle(catalog, split, settings, Path(work), progress)
+        trending = trending_at(catalog, train_clicks, split.cutoff, settings.trending_decay_rate)
+        counts = np.bincount(
+            pd.Index(catalog.frame["id"]).get_indexer(train_clicks["product_id"]).clip(0),
+            minlength=len(catalog),
+        )
+        click_share = (counts + 1) / (counts.sum() + len(catalog))
+        report = {
+            "cutoff": split.cutoff.isoformat(),
+            "train_events": len(split.train),
+            "test_events": len(split.test),
+            "products": len(catalog),
+            "home": _evaluate_home(
+                catalog, bundle, trending, split, settings, max_users, seed, click_share, progress
+            ),
+            "similar": _evaluate_similar(catalog, bundle, split, click_share, max_users, seed),
+            "search": _evaluate_search(
+                catalog, bundle, trending, split, settings, max_users, seed, click_share, progress
+            ),
+        }
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _train_bundle(catalog: Catalog, split: Split, settings: Settings, work: Path, progress):
+    train_clicks = split.train[split.train["event_type"] == "product_click"]
+    previous = previous_embeddings(current_version_folder(settings.artifacts_dir))
+    # Embeddings only when they can be reused from the current version (encoding a large catalog
+    # from scratch takes an hour): semantic search is then part of the search evaluation.
+    models = MODELS if previous is not None else tuple(m for m in MODELS if m != "embeddings")
+    arrays, _, _ = train_arrays(
+        catalog.frame,
+        train_clicks,
+        settings,
+        split.cutoff,
+        progress,
+        models,
+        split.train,
+        previous,
+        work / INDEX_FILE,
+    )
+    files = {SYNONYMS_FILE: settings.synonyms_path}
+    if "embeddings" in models:
+        files[INDEX_FILE] = work / INDEX_FILE
+    folder = write_version(work, arrays, inputs={}, files=files)
+    return load_bundle(folder, len(catalog), catalog.position_of)
+
+
+def _test_users(split: Split, max_users: int, seed: int) -> list[str]:
+    test_clickers = set(split.test.loc[split.test["event_type"] == "product_click", "user_id"])
+    known = set(split.train["user_id"])
+    users = sorted(test_clickers & known)
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(users, min(max_users, len(users)), replace=False).tolist())
+
+
+def _evaluate_home(
+    catalog, bundle, trending, split, settings, max_users, seed, click_share, progress
+) -> dict[str, dict]:
+    users = _test_users(split, max_users, seed)
+    history_start = split.cutoff.timestamp() - settings.history_days * 86400
+    train_by_user = dict(
+        tuple(split.train[split.train["epoch"] >= history_start].groupby("user_id"))
+    )
+    test_clicks = split.test[split.test["event_type"] == "product_click"]
+    truth_by_user = test_clicks.groupby("user_id")["product_id"].agg(set).to_dict()
+    variants = {f"hybrid {w}": w for w in WEIGHT_GRID}
+    scores = {
+        name: Scores() for name in ["popularity", "content", "co_click", "item_cf", *variants]
+    }
+    for user in tqdm(users, desc="home", disable=not progress):
+        history = _history(train_by_user.get(user, pd.DataFrame(columns=split.train.columns)))
+        seen = {catalog.position_of.get(e["product_id"]) for e in history if e["product_id"]}
+        relevant = {catalog.position_of[p] for p in truth_by_user[user] if p in catalog.position_of}
+        relevant -= seen  # the feed leaves out what was clicked already: predict the new clicks
+        if not relevant:
+            continue
+        clicks, _ = recent_clicks_and_queries(history, split.cutoff)
+        for name, model in (("content", "content"), ("co_click", "coclick"), ("item_cf", "cf")):
+            source = clicked_source(catalog, bundle, list(clicks.items()), models=(model,))
+            ranked = [c.position for c in hybrid_merge({"m": source}, {"m": 1.0}, exclude=seen)]
+            scores[name].add(ranked[:K], relevant, catalog, click_share)
+        popular = [int(p) for p in np.argsort(-trending.scores)[: K + len(seen)] if p not in seen]
+        scores["popularity"].add(popular[:K], relevant, catalog, click_share)
+        for name, (clicked, searched, diverse) in variants.items():
+            feed = home_feed(
+                catalog=catalog,
+                bundle=bundle,
+                trending=trending,
+                events=history,
+                user_id=user,
+                weights={"clicked": clicked, "search": searched, "diverse": diverse},
+                boost_weight=settings.trending_boost,
+                n=K,
+                filters=Filters(),
+                exclude_seen=True,
+                now=split.cutoff,
+            )
+            scores[name].add([c.position for c in feed.items[:K]], relevant, catalog, click_share)
+    return {name: s.summary(len(catalog)) for name, s in scores.items()}
+
+
+def _next_click_pairs(events: pd.DataFrame) -> pd.DataFrame:
+    """(product, next product) clicked one after the other in the same session."""
+    clicks = events[events["event_type"] == "product_click"].sort_values(["user_id", "epoch"])
+    following = clicks.shift(-1)
+    same_session = (following["user_id"] == clicks["user_id"]) & (
+        following["epoch"] - clicks["epoch"] <= SESSION_GAP_SECONDS
+    )
+    pairs = pd.DataFrame({"product": clicks["product_id"], "next": following["product_id"]})[
+        same_session & (following["product_id"] != clicks["product_id"])
+    ]
+    return pairs
+
+
+def _evaluate_similar(catalog, bundle, split, click_share, max_cases, seed) -> dict[str, dict]:
+    pairs = _next_click_pairs(split.test)
+    truth = pairs.groupby("product")["next"].agg(set)
+    products = [p for p in truth.index if p in catalog.position_of]
+    rng = np.random.default_rng(seed)
+    products = rng.choice(products, min(max_cases, len(products)), replace=False).tolist()
+    scores = {
+        "similar (content, the endpoint)": Scores(),
+        "co_click": Scores(),
+        "item_cf": Scores(),
+    }
+    for product in products:
+        anchor = catalog.position_of[product]
+        relevant = {catalog.position_of[p] for p in truth[product] if p in catalog.position_of}
+        feed = similar_feed(catalog=catalog, bundle=bundle, position=anchor, filters=Filters())
+        ranked = [c.position for c in feed.items[:K]]
+        scores["similar (content, the endpoint)"].add(ranked, relevant, catalog, click_share)
+        for name, model in (("co_click", "coclick"), ("item_cf", "cf")):
+            positions, _ = bundle.neighbors(model, anchor)
+            ranked = [int(p) for p in positions if p != anchor][:K]
+            scores[name].add(ranked, relevant, catalog, click_share)
+    return {name: s.summary(len(catalog)) for name, s in scores.items()}
+
+
+def _evaluate_search(
+    catalog, bundle, trending, split, settings, max_cases, seed, click_share, progress
+) -> dict[str, dict]:
+    """Each test search followed (same session) by a click: the clicked product is relevant."""
+    test = split.test.sort_values(["user_id", "epoch"])
+    following = test.shift(-1)
+    cases = test[
+        (test["event_type"] == "search_query")
+        & (following["event_type"] == "product_click")
+        & (following["user_id"] == test["user_id"])
+        & (following["epoch"] - test["epoch"] <= SESSION_GAP_SECONDS)
+    ].assign(clicked=following["product_id"])
+    rng = np.random.default_rng(seed)
+    cases = cases.iloc[rng.permutation(len(cases))[:max_cases]]
+    search_settings = SearchSettings(
+        candidates=settings.search_candidates,
+        rrf_k=settings.search_rrf_k,
+        min_similarity=settings.search_min_similarity,
+        personal_boost=0.0,
+    )
+    variants = {"lexical + semantic (RRF)": True, "lexical only": False}
+    scores = {name: Scores() for name in variants}
+    for case in tqdm(cases.itertuples(), total=len(cases), desc="search", disable=not progress):
+        relevant = (
+            {catalog.position_of[case.clicked]} if case.clicked in catalog.position_of else set()
+        )
+        if not relevant:
+            continue
+        for name, semantic in variants.items():
+            vector = embed_query(case.query) if semantic and bundle.vector_index else None
+            feed = search_feed(
+                catalog=catalog,
+                bundle=bundle,
+                trending=trending,
+                query=case.query,
+                query_vector=vector,
+                events=[],
+                user_id=None,
+                filters=Filters(),
+                settings=search_settings,
+                now=split.cutoff,
+            )
+            ranked = [c.position for c in feed.items[:K]]
+            scores[name].add(ranked, relevant, catalog, click_share)
+    return {name: s.summary(len(catalog)) for name, s in scores.items()}
+
+
+# --- Output ------------------------------------------------------------------------------------
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"Temporal split at {report['cutoff']}: {report['train_events']:,} training events, "
+        f"{report['test_events']:,} test events, {report['products']:,} products.",
+        "",
+    ]
+    for section in ("home", "similar", "search"):
+        lines += [
+            f"### {section}",
+            "",
+            "| recommender | HR@10 | NDCG@10 | MRR | coverage | diversity | novelty | cases |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, m in report[section].items():
+            lines.append(
+                f"| {name} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} | {m['mrr']:.4f} | "
+                f"{m['coverage']:.4f} | {m['diversity']:.3f} | {m['novelty']:.2f} | {m['cases']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 5))
+    for name, m in report["home"].items():
+        marker = "o" if name.startswith("hybrid") else "s"
+        axes.scatter(m["diversity"], m["ndcg@10"], marker=marker)
+        axes.annotate(
+            name,
+            (m["diversity"], m["ndcg@10"]),
+            fontsize=7,
+            xytext=(4, 2),
+            textcoords="offset points",
+        )
+    axes.set_xlabel("intra-list category diversity")
+    axes.set_ylabel("NDCG@10")
+    axes.set_title("Home feed: accuracy vs diversity (hybrid weights: clicked, search, diverse)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out / "evaluation.md").write_text(markdown(report))
+    plot(report, out / "evaluation.png")
+
+
+async def _main(test_days: float, users: int, out: Path, progress: bool) -> None:
+    settings = get_settings()
+    with database_url(settings.database_url, settings.pgdata_dir) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            catalog = await fetch_catalog(conn=conn)
+            since = datetime.now(UTC) - timedelta(days=settings.training_window_days + test_days)
+            events = await fetch_events(conn=conn, since=since)
+        finally:
+            await conn.close()
+    if events.empty:
+        raise SystemExit("no events: run python -m ml.simulate first")
+    report = evaluate(
+        catalog_frame=catalog,
+        events=events,
+        settings=settings,
+        test_days=test_days,
+        max_users=users,
+        progress=progress,
+    )
+    write_report(report, out)
+    print(markdown(report))
+    print(f"written to {out}/evaluation.json, .md, .png in {report['seconds']} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--test-days", type=float, default=7)
+    parser.add_argument("--users", type=int, default=2000, help="test users (and cases) sampled")
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(_main(args.test_days, args.users, args.out, not args.no_progress))
+
+
+if __name__ == "__main__":
+    main()
