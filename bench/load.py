@@ -1,0 +1,185 @@
+"""Load benchmark: the service under a mixed workload driven by wrk (Debian package `wrk`).
+
+    python -m bench.load [--prepare] [--dir data/bench] [--workers 2] [--connections 32]
+
+With --prepare, builds the large data set first (bench/prepare.py). Then starts uvicorn with
+--workers on a free port, warms up, and runs wrk with bench/mixed.lua: first the ceiling of a
+trivial endpoint (/health), then the mixed workload (70 % home for known and new users, 15 %
+similar products, 10 % search, 5 % POST /interactions), then each read endpoint on its own.
+Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
+(<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
+the mixed figure next to the /health ceiling of the same run.
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import asyncpg
+
+from bench.ingest_throughput import _free_port, _wait_ready
+from bench.prepare import bench_environment, prepare
+from database.server import database_url
+
+LUA = Path(__file__).with_name("mixed.lua")
+
+
+async def _sample_data(url: str) -> str:
+    """Known users, products and real queries from the benchmark database, for the Lua script."""
+    conn = await asyncpg.connect(url)
+    try:
+        users = await conn.fetch(
+            "SELECT user_id FROM user_interaction_tables ORDER BY random() LIMIT 5000"
+        )
+        products = await conn.fetch("SELECT id FROM products ORDER BY random() LIMIT 20000")
+        queries = await conn.fetch(
+            "SELECT DISTINCT query FROM interaction_events"
+            " WHERE event_type = 'search_query' LIMIT 3000"
+        )
+    finally:
+        await conn.close()
+    if not users:
+        raise SystemExit("no users in the benchmark database: run with --prepare")
+    lines = ["#users", *(r["user_id"] for r in users), "#products", *(r["id"] for r in products)]
+    lines += ["#queries", *(quote(r["query"]) for r in queries)]
+    return "\n".join(lines) + "\n"
+
+
+def _wrk(url: str, data: Path, mode: str, seconds: int, connections: int, threads: int) -> dict:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(data),
+        mode,
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    result = json.loads(re.search(r"^RESULT (.*)$", output, re.MULTILINE).group(1))
+    result["rps"] = round(result["requests"] / result["seconds"], 1)
+    result["mode"] = mode
+    return result
+
+
+def _worker_rss_mb(server_pid: int) -> list[float]:
+    """RSS of the uvicorn worker processes (children of the server). Pages of the memory-mapped
+    artifacts shared by the workers are counted in each."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    rss = []
+    for pid in children or [str(server_pid)]:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kb = int(re.search(r"^VmRSS:\s+(\d+)", status, re.MULTILINE).group(1))
+        rss.append(round(kb / 1024, 1))
+    return rss
+
+
+def run(env: dict[str, str], workers: int, connections: int, threads: int, seconds: int) -> dict:
+    import asyncio
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    pgdata = Path(env.get("PGDATA_DIR", "data/pgdata"))
+    with database_url(env.get("DATABASE_URL"), pgdata) as db_url:
+        data = Path(tempfile.mkdtemp()) / "bench-data.txt"
+        data.write_text(asyncio.run(_sample_data(db_url)))
+        server_env = env | {
+            "DATABASE_URL": db_url,
+            "SCHEDULER_ENABLED": "false",  # no job may start in the middle of a measurement
+            "LOG_LEVEL": "WARNING",
+            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
+        }
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "main:app",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=server_env,
+        )
+        try:
+            _wait_ready(url, server, timeout=600)
+            time.sleep(2 * workers)  # every worker has started, not only the first to answer
+            _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
+            results = {"health": _wrk(url, data, "health", 10, connections, threads)}
+            results["mixed"] = _wrk(url, data, "mixed", seconds, connections, threads)
+            for mode in ("home", "similar", "search"):
+                results[mode] = _wrk(url, data, mode, 10, connections, threads)
+            rss = _worker_rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    return {
+        "workers": workers,
+        "connections": connections,
+        "wrk_threads": threads,
+        "cpus": os.cpu_count(),
+        "worker_rss_mb": rss,
+        "runs": results,
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"{report['workers']} uvicorn workers, wrk {report['wrk_threads']} threads "
+        f"x {report['connections']} connections, {report['cpus']} CPUs shared by server and wrk; "
+        f"worker RSS {report['worker_rss_mb']} MB",
+        "",
+        "| run | requests/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["runs"].items():
+        lines.append(
+            f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
+            f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} |"
+        )
+    mixed, health = report["runs"]["mixed"], report["runs"]["health"]
+    lines.append("")
+    lines.append(f"mixed / health ceiling: {mixed['rps'] / health['rps']:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prepare", action="store_true", help="build the data set first")
+    parser.add_argument("--dir", type=Path, default=Path("data/bench"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--seconds", type=int, default=30, help="length of the mixed run")
+    args = parser.parse_args()
+    env = (
+        prepare(args.dir, 575_000, 100_000, 5_000_000)
+        if args.prepare
+        else bench_environment(args.dir)
+    )
+    report = run(env, args.workers, args.connections, args.threads, args.seconds)
+    out = args.dir / f"load-{args.workers}w.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(markdown(report))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
