@@ -167,6 +167,35 @@ def recent_clicks_and_queries(
     return clicks, queries
 
 
+_new_user_cache: dict[tuple, list[Candidate]] = {}
+NEW_USER_CACHE_SIZE = 256
+
+
+def _new_user_ranking(
+    catalog: Catalog, trending: TrendingScores | None, n: int, filters: Filters
+) -> list[Candidate]:
+    """The feed of a user without history is the same for everyone with the same filters: half
+    of all home requests in the benchmark. Computed once per catalog, trending update, filters
+    and length (the candidates are shared: never mutated after ranking)."""
+    key = (
+        id(catalog),
+        trending.computed_at if trending else None,
+        filters.category,
+        filters.min_price,
+        filters.max_price,
+        n,
+    )
+    ranked = _new_user_cache.get(key)
+    if ranked is None:
+        keep = filters.keep(catalog)
+        sources = new_user_sources(catalog, trending, n, keep)
+        ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, keep=keep)
+        if len(_new_user_cache) >= NEW_USER_CACHE_SIZE:
+            _new_user_cache.clear()
+        _new_user_cache[key] = ranked
+    return ranked
+
+
 def _recency_weight(timestamp: datetime, now: datetime) -> float:
     age_hours = max(0.0, (now - timestamp).total_seconds() / 3600)
     return 0.5 ** (age_hours / CLICK_HALF_LIFE_HOURS)
@@ -246,10 +275,12 @@ def home_feed(
     seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
     exclude = seen if exclude_seen else set()
     if not events or bundle is None:
-        sources = new_user_sources(catalog, trending, n + len(exclude), keep)
-        ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
         strategy = "new_user" if not events else "popularity_no_models"
-        return Feed(ranked, strategy, NEW_USER_WEIGHTS)
+        if events:
+            sources = new_user_sources(catalog, trending, n + len(exclude), keep)
+            ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
+            return Feed(ranked, strategy, NEW_USER_WEIGHTS)
+        return Feed(_new_user_ranking(catalog, trending, n, filters), strategy, NEW_USER_WEIGHTS)
 
     # Category history: this request's clicks plus the daily profile (last 30 days, decayed).
     history_categories = Counter(catalog.main_category[p] for p in seen)

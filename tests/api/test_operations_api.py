@@ -4,6 +4,7 @@ retention, request ids and JSON logs."""
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -125,7 +126,15 @@ async def test_failing_training_leaves_the_old_version_serving(client, app, tmp_
     assert 'recsys_job_runs_total{job="retrain",outcome="failed"}' in metrics
 
 
+def _sample(text: str, series: str) -> float:
+    """A sample's value in Prometheus text format (0 when absent)."""
+    found = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 async def test_metrics_expose_the_named_series(client):
+    ingested = 'recsys_events_ingested_total{event_type="search_query"}'
+    before = _sample((await client.get("/metrics")).text, ingested)
     event = {"user_id": "metered", "event_type": "search_query", "query": "kettle"}
     assert (await client.post("/interactions", json=event)).status_code == 201
     assert (await client.get("/recommendations/home", params={"user_id": "metered"})).is_success
@@ -140,7 +149,6 @@ async def test_metrics_expose_the_named_series(client):
         'route="/recommendations/home"}',
         'http_requests_total{method="GET",route="/recommendations/product/{product_id}",'
         'status="404"}',
-        'recsys_events_ingested_total{event_type="search_query"} 1.0',
         "recsys_model_info{version=",
         "recsys_model_age_seconds ",
         "recsys_model_created_timestamp_seconds ",
@@ -148,6 +156,7 @@ async def test_metrics_expose_the_named_series(client):
         'recsys_job_runs_total{job="trending",outcome="succeeded"}',
     ):
         assert series in text, series
+    assert _sample(text, ingested) == before + 1
 
 
 async def test_retention_removes_old_rows_everywhere_and_keeps_recent_ones(client, conn, app):

@@ -27,7 +27,7 @@ def test_save_load_round_trip(tmp_path):
     assert set(manifest["files"]) == {"product_ids.npy", "scores.npy", "indptr.npy"}
     for key, value in arrays.items():
         np.testing.assert_array_equal(loaded[key], value)
-        assert isinstance(loaded[key], np.memmap)
+        assert isinstance(loaded[key].base, np.memmap)  # a view of the mapped file, not a copy
     verify_checksums(folder)
     assert current_version_folder(tmp_path) is None
     publish(tmp_path, folder)
