@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     search_min_similarity: float = Field(default=0.38, ge=-1, le=1)
     search_personal_boost: float = Field(default=0.1, ge=0)  # x (1 + boost * profile affinity)
     search_torch_threads: int = Field(default=1, ge=1)  # per worker, for the query embedding
+    # The most frequent queries of the event log are embedded by training: no encoder call
+    # at request time for them.
+    search_query_cache_size: int = Field(default=20000, ge=0)
 
     # Jobs (APScheduler in every worker; an advisory lock lets one of them run each job).
     # Cron expressions, UTC: minute hour day-of-month month day-of-week.

@@ -360,7 +360,11 @@ def _evaluate_search(
         if not relevant:
             continue
         for name, semantic in variants.items():
-            vector = embed_query(case.query) if semantic and bundle.vector_index else None
+            vector = None
+            if semantic and bundle.vector_index is not None:
+                vector = bundle.cached_query_vector(case.query)
+                if vector is None:
+                    vector = embed_query(case.query.lower())
             feed = search_feed(
                 catalog=catalog,
                 bundle=bundle,

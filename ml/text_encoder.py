@@ -57,8 +57,9 @@ def limit_torch_threads(threads: int) -> None:
 
 @lru_cache(maxsize=4096)
 def embed_query(query: str) -> np.ndarray:
-    """One query's embedding. Cached: shoppers repeat the same few thousand queries all day."""
-    vector = encode([query.lower()], batch_size=1)[0]
+    """One query's embedding (pass it lowercased, as training embeds the popular queries).
+    Cached: shoppers repeat the same few thousand queries all day."""
+    vector = encode([query], batch_size=1)[0]
     vector.setflags(write=False)  # shared by every caller of the cache
     return vector
 

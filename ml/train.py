@@ -44,7 +44,9 @@ from ml.train_embeddings import (
     build_index,
     embedding_text,
     open_index,
+    popular_queries,
     product_embeddings,
+    query_embeddings,
 )
 from ml.train_fp_growth import co_click_rules, session_transactions
 from ml.train_profiles import build_profiles
@@ -85,6 +87,8 @@ MODEL_FILES = {"embeddings": (INDEX_FILE,)}
 class PreviousEmbeddings:
     digests: np.ndarray
     vectors: np.ndarray
+    query_texts: np.ndarray | None
+    query_vectors: np.ndarray | None
 
 
 def train_arrays(
@@ -142,6 +146,18 @@ def _train_arrays(
         seconds["embeddings_encode"] = time.perf_counter() - started
         counts["embedded_products"] = encoded
         seconds["embeddings_index"] = build_index(embedded["embedding_vectors"], index_path)
+        started = time.perf_counter()
+        queries = popular_queries(
+            events["query"] if events is not None else pd.Series(dtype=str),
+            settings.search_query_cache_size,
+        )
+        query_arrays, counts["embedded_queries"] = query_embeddings(
+            queries,
+            previous_embeddings.query_texts if previous_embeddings else None,
+            previous_embeddings.query_vectors if previous_embeddings else None,
+        )
+        arrays |= query_arrays
+        seconds["embeddings_queries"] = time.perf_counter() - started
         bar.update()
     if "profiles" in models and events is not None:
         started = time.perf_counter()
@@ -243,7 +259,12 @@ def previous_embeddings(folder: Path | None) -> PreviousEmbeddings | None:
     _, arrays = load_version(folder)
     if "embedding_digests" not in arrays:
         return None
-    return PreviousEmbeddings(arrays["embedding_digests"], arrays["embedding_vectors"])
+    return PreviousEmbeddings(
+        arrays["embedding_digests"],
+        arrays["embedding_vectors"],
+        arrays.get("embedding_query_texts"),
+        arrays.get("embedding_query_vectors"),
+    )
 
 
 def validate_version(folder: Path, expected_products: int) -> None:

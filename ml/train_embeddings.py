@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from usearch.index import Index
 
 from ml import text_encoder
+from services.synonyms import normalise_text
 
 INDEX_FILE = "embedding_index.usearch"
 # HNSW with 8-bit scalar quantisation (bench/vector_index.py measured the choice): a quarter of
@@ -54,6 +56,42 @@ def product_embeddings(
         arrays `embedding_vectors` (float16, L2-normalised rows) and `embedding_digests`, and how
         many texts were encoded now.
     """
+    vectors, digests, encoded = embed_texts(texts, previous_digests, previous_vectors, progress)
+    return {"embedding_vectors": vectors, "embedding_digests": digests}, encoded
+
+
+def popular_queries(queries: pd.Series, limit: int) -> list[str]:
+    """The most frequent search texts, normalised as a request's `q` is, then lowercased."""
+    if limit <= 0 or queries.empty:
+        return []
+    normalised = queries.dropna().map(lambda q: " ".join(normalise_text(q).split()))
+    counts = normalised[normalised != ""].value_counts()
+    return counts.index[:limit].tolist()
+
+
+def query_embeddings(
+    queries: list[str],
+    previous_texts: np.ndarray | None = None,
+    previous_vectors: np.ndarray | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Embeddings of the popular queries (serving skips the encoder for them); a query embedded
+    by the previous version is reused."""
+    digests = None if previous_texts is None else text_digests(previous_texts.tolist())
+    vectors, _, encoded = embed_texts(queries, digests, previous_vectors, progress)
+    return {
+        "embedding_query_texts": np.array(queries, dtype=str),
+        "embedding_query_vectors": vectors,
+    }, encoded
+
+
+def embed_texts(
+    texts: list[str],
+    previous_digests: np.ndarray | None,
+    previous_vectors: np.ndarray | None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(float16 vectors, digests, how many were encoded now) for `texts`."""
     digests = text_digests(texts)
     vectors = np.zeros((len(texts), text_encoder.EMBEDDING_DIM), np.float16)
     known: dict[int, int] = {}
@@ -70,7 +108,7 @@ def product_embeddings(
         encoded = text_encoder.encode([texts[r] for r in firsts], progress=progress)
         for vector, rows in zip(encoded, missing.values(), strict=True):
             vectors[rows] = vector
-    return {"embedding_vectors": vectors, "embedding_digests": digests}, len(missing)
+    return vectors, digests, len(missing)
 
 
 def build_index(vectors: np.ndarray, path: Path) -> float:

@@ -141,8 +141,9 @@ async def search(request: Request, pool: Pool, query: Annotated[SearchQuery, Que
         events = await _recent_events(pool, query.user_id, since)
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
-        # About 10 ms of CPU in torch: off the event loop.
-        query_vector = await run_in_threadpool(embed_query, query.q)
+        query_vector = bundle.cached_query_vector(query.q)
+        if query_vector is None:  # about 10 ms of CPU in torch: off the event loop
+            query_vector = await run_in_threadpool(embed_query, query.q.lower())
     feed = search_feed(
         catalog=request.app.state.catalog,
         bundle=bundle,

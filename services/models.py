@@ -28,6 +28,14 @@ class ModelBundle:
     synonyms: Synonyms
     vector_index: Index | None  # memory-mapped HNSW over the product embeddings
     created_at: datetime
+    query_rows: dict[str, int]  # popular query (lowercase) -> row of embedding_query_vectors
+
+    def cached_query_vector(self, query: str) -> np.ndarray | None:
+        """The query's embedding if training embedded it (a popular query), else None."""
+        row = self.query_rows.get(query.lower())
+        if row is None:
+            return None
+        return self.arrays["embedding_query_vectors"][row].astype(np.float32)
 
     def neighbors(self, model: str, catalog_position: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores) of a product's neighbours in `model`, best first."""
@@ -96,6 +104,7 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
         synonyms,
         vector_index,
         datetime.fromisoformat(manifest["created_at"]),
+        {str(q): row for row, q in enumerate(arrays.get("embedding_query_texts", []))},
     )
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from main import refresh_models
+from ml.text_encoder import embed_query
 from ml.train import train
 
 PROBLEM = "application/problem+json"
@@ -163,3 +164,20 @@ async def test_filters_and_paging_apply_to_search(client):
     second = await _search(client, q="shoes", limit=5, offset=5, category="Sports Shoes")
     assert all(i["sub_category"] == "Sports Shoes" for i in first["items"] + second["items"])
     assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
+
+
+async def test_training_embeds_popular_queries_for_serving(client, app, conn, settings):
+    events = [
+        {"user_id": f"asker_{n}", "event_type": "search_query", "query": "Wireless  thing for ears"}
+        for n in range(3)
+    ] + [{"user_id": "asker_9", "event_type": "search_query", "query": "kettle"}]
+    assert (await client.post("/interactions/batch", json={"events": events})).status_code == 201
+    result = await train(conn=conn, settings=settings)
+    assert result.counts["embedded_queries"] == 2  # both new; the repeated one once
+    await refresh_models(app)
+    bundle = app.state.models.bundle
+    cached = bundle.cached_query_vector("wireless thing for EARS")
+    assert cached is not None and bundle.cached_query_vector("never searched") is None
+    assert float(cached @ embed_query("wireless thing for ears")) > 0.999
+    body = await _search(client, q="Wireless thing for ears", limit=5)
+    assert any("semantic" in _signals(i) for i in body["items"])
