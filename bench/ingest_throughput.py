@@ -13,21 +13,13 @@ import csv
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
+from bench.server import start_server
 from config.settings import get_settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _product_ids(catalog: Path, limit: int = 5000) -> list[str]:
@@ -80,20 +72,6 @@ async def _batches(url: str, events: list[dict], batch_size: int, concurrency: i
     return len(events) / elapsed
 
 
-def _wait_ready(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("server exited during start-up")
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("server not ready")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=5000)
@@ -106,25 +84,8 @@ def main() -> None:
 
     products = _product_ids(args.catalog)
     rng = random.Random(1)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "main:app",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--log-level",
-            "warning",
-        ],
-        env=os.environ.copy(),
-    )
+    url, server = start_server(os.environ.copy(), args.workers)
     try:
-        _wait_ready(url, server)
         # Warm-up also creates most users' tables, so the runs below measure steady state.
         warmup = [_event(rng, products, args.users) for _ in range(args.users)]
         asyncio.run(_batches(url, warmup, 500, 2))

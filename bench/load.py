@@ -16,16 +16,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
 
-from bench.ingest_throughput import _free_port, _wait_ready
 from bench.prepare import bench_environment, prepare
+from bench.server import start_server
 from database.server import database_url
 
 LUA = Path(__file__).with_name("mixed.lua")
@@ -89,8 +87,6 @@ def _worker_rss_mb(server_pid: int) -> list[float]:
 def run(env: dict[str, str], workers: int, connections: int, threads: int, seconds: int) -> dict:
     import asyncio
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     pgdata = Path(env.get("PGDATA_DIR", "data/pgdata"))
     with database_url(env.get("DATABASE_URL"), pgdata) as db_url:
         data = Path(tempfile.mkdtemp()) / "bench-data.txt"
@@ -101,25 +97,8 @@ def run(env: dict[str, str], workers: int, connections: int, threads: int, secon
             "LOG_LEVEL": "WARNING",
             "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
         }
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "main:app",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=server_env,
-        )
+        url, server = start_server(server_env, workers)
         try:
-            _wait_ready(url, server, timeout=600)
-            time.sleep(2 * workers)  # every worker has started, not only the first to answer
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
             results = {"health": _wrk(url, data, "health", 10, connections, threads)}
             results["mixed"] = _wrk(url, data, "mixed", seconds, connections, threads)

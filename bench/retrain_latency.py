@@ -11,17 +11,15 @@ idle and during the retrain, and the job's duration and outcome from /admin/stat
 import argparse
 import asyncio
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.ingest_throughput import _free_port, _wait_ready
 from bench.load import _sample_data, _wrk
 from bench.prepare import bench_environment
+from bench.server import start_server
 from database.server import database_url
 
 KEY = "bench-admin-key"
@@ -34,8 +32,6 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     env = bench_environment(args.dir)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     with database_url(env.get("DATABASE_URL"), Path(env["PGDATA_DIR"])) as db_url:
         data = Path(tempfile.mkdtemp()) / "bench-data.txt"
         data.write_text(asyncio.run(_sample_data(db_url)))
@@ -46,12 +42,8 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
             "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
         }
-        command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
-        command += ["--workers", str(args.workers), "--no-access-log", "--log-level", "warning"]
-        server = subprocess.Popen(command, env=server_env)
+        url, server = start_server(server_env, args.workers)
         try:
-            _wait_ready(url, server, timeout=600)
-            time.sleep(2 * args.workers)
             _wrk(url, data, "home", 5, args.connections, 1)  # warm-up
             idle = _wrk(url, data, "home", 20, args.connections, 1)
             headers = {"X-API-Key": KEY}
