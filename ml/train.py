@@ -300,6 +300,9 @@ def validate_version(folder: Path, expected_products: int) -> None:
         sample = expected_products // 2
         if sample not in index.search(np.asarray(vectors[sample], np.float32), 10).keys:
             raise ValueError("vector index does not find a product from its own vector")
+    query_texts = arrays.get("embedding_query_texts")
+    if query_texts is not None and len(query_texts) != len(arrays["embedding_query_vectors"]):
+        raise ValueError("query embeddings do not match their texts")
     Synonyms.load(folder / SYNONYMS_FILE)
 
 
