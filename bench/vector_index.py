@@ -65,6 +65,13 @@ def main() -> None:
     vectors = vectors16.astype(np.float32)
     queries = _queries(settings.synonyms_path, args.queries)
     threads = os.cpu_count() or 1
+    # What a request pays for an uncached query: one short text, one thread (as a worker).
+    text_encoder.limit_torch_threads(1)
+    phrases = ["wireless thing for ears", "runing shoes", "something to keep drinks cold"] * 34
+    _, embed_p50, embed_p95 = _latencies(
+        lambda q: text_encoder.encode([q], batch_size=1), np.array(phrases, dtype=object)
+    )
+    print(f"query embedding, 1 thread: p50 {embed_p50:.1f} ms, p95 {embed_p95:.1f} ms")
     print(
         f"{len(vectors):,} products x {vectors.shape[1]} dims, {len(queries)} queries, "
         f"index builds on {threads} threads, queries on 1"
