@@ -55,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="use the first N products")
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument(
+        "--backends", default="usearch-i8,usearch-f16,hnswlib,faiss", help="comma-separated"
+    )
     args = parser.parse_args()
     settings = get_settings()
     folder = current_version_folder(settings.artifacts_dir)
@@ -82,7 +85,8 @@ def main() -> None:
 
     from usearch.index import Index
 
-    for dtype in ("i8", "f16"):
+    backends = args.backends.split(",")
+    for dtype in [b.removeprefix("usearch-") for b in backends if b.startswith("usearch-")]:
         index = Index(
             ndim=vectors.shape[1],
             metric="cos",
@@ -109,6 +113,8 @@ def main() -> None:
             )
         )
     try:
+        if "hnswlib" not in backends:
+            raise ImportError
         import hnswlib
 
         index = hnswlib.Index(space="ip", dim=vectors.shape[1])
@@ -132,8 +138,10 @@ def main() -> None:
             )
         )
     except ImportError:
-        print("hnswlib not installed: skipped")
+        print("hnswlib: not installed or not asked for")
     try:
+        if "faiss" not in backends:
+            raise ImportError
         import faiss
 
         faiss.omp_set_num_threads(threads)
@@ -158,7 +166,7 @@ def main() -> None:
             )
         )
     except ImportError:
-        print("faiss not installed: skipped")
+        print("faiss: not installed or not asked for")
 
     print(f"| back-end | build s | size MB | query p50 ms | query p95 ms | recall@{K} |")
     print("|---|---|---|---|---|---|")

@@ -19,9 +19,10 @@ from ml import text_encoder
 from services.synonyms import normalise_text
 
 INDEX_FILE = "embedding_index.usearch"
-# HNSW with 8-bit scalar quantisation (bench/vector_index.py measured the choice): a quarter of
-# float32's memory, the file is memory-mapped (`view`) so every worker shares one copy.
-INDEX_DTYPE = "i8"
+# usearch HNSW over float16 vectors, memory-mapped (`view`) so every worker shares one copy.
+# bench/vector_index.py on 200k products: recall@10 0.80 (i8: 0.73; hnswlib/faiss float32,
+# loaded into each worker's RAM: 0.84/0.87), p95 0.8 ms; exact numpy search takes 31 ms.
+INDEX_DTYPE = "f16"
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 96
@@ -133,9 +134,12 @@ def new_index() -> Index:
 
 
 def open_index(path: Path) -> Index:
-    """The saved index, memory-mapped read-only."""
-    index = new_index()
-    index.view(str(path))
+    """The saved index, memory-mapped read-only (its dtype and metric read from the file, so a
+    version built with other settings still opens)."""
+    index = Index.restore(str(path), view=True)
+    if index is None:
+        raise ValueError(f"{path}: not a usearch index")
+    index.expansion_search = EXPANSION_SEARCH
     return index
 
 
