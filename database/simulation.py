@@ -13,11 +13,14 @@ from database.interactions import CREATE_USER_TABLE, REGISTER_USER_TABLE
 LOG_COLUMNS = ["user_id", "event_type", "product_id", "query", "timestamp", "event_id"]
 USER_COLUMNS = ["event_type", "product_id", "query", "timestamp"]
 USERS_PER_TRANSACTION = 500
+BATCH_TIMEOUT = 3600  # millions of rows take longer than the pool's 30 s request timeout
 
 
 async def copy_events_to_log(*, conn: asyncpg.Connection, events: pd.DataFrame) -> None:
     records = _nulls_as_none(events[LOG_COLUMNS]).itertuples(index=False, name=None)
-    await conn.copy_records_to_table("interaction_events", records=records, columns=LOG_COLUMNS)
+    await conn.copy_records_to_table(
+        "interaction_events", records=records, columns=LOG_COLUMNS, timeout=BATCH_TIMEOUT
+    )
 
 
 async def write_user_tables(
