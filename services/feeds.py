@@ -237,10 +237,27 @@ def clicked_source(
     return source
 
 
+_query_results: dict[tuple[str, str], list] = {}
+QUERY_RESULTS_CACHE_SIZE = 20_000
+
+
+def _past_query_results(bundle: ModelBundle, query: str) -> list:
+    """Lexical matches of a past search. Cached per model version: the same queries come back
+    in many users' histories, and a common word's postings are long."""
+    key = (bundle.version, query)
+    results = _query_results.get(key)
+    if results is None:
+        results = lexical_search(bundle, plain_concepts(query), limit=NEIGHBORS_PER_ANCHOR)
+        if len(_query_results) >= QUERY_RESULTS_CACHE_SIZE:
+            _query_results.clear()
+        _query_results[key] = results
+    return results
+
+
 def search_source(bundle: ModelBundle, queries: list[tuple[str, float]]) -> Source:
     source: Source = {}
     for query, weight in queries:
-        results = lexical_search(bundle, plain_concepts(query), limit=NEIGHBORS_PER_ANCHOR)
+        results = _past_query_results(bundle, query)
         if not results:
             continue
         top = results[0].score

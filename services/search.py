@@ -80,22 +80,28 @@ def lexical_search(bundle: ModelBundle, concepts: Concepts, limit: int = 50) -> 
                 phrase_rows.append((" ".join(terms), hit[0]))
         if not rows_found:
             continue
-        rows, inverse = np.unique(np.concatenate(rows_found), return_inverse=True)
-        best = np.zeros(len(rows))
-        np.maximum.at(best, inverse, np.concatenate(scores_found))
+        if len(rows_found) == 1:  # postings are sorted and unique already
+            rows, best = rows_found[0], scores_found[0]
+        else:
+            rows, inverse = np.unique(np.concatenate(rows_found), return_inverse=True)
+            best = np.zeros(len(rows))
+            np.maximum.at(best, inverse, np.concatenate(scores_found))
         concept_rows.append(rows)
         concept_scores.append(best)
     if not concept_rows:
         return []
-    candidates, inverse = np.unique(np.concatenate(concept_rows), return_inverse=True)
-    scores = np.bincount(inverse, weights=np.concatenate(concept_scores))
-    best = np.argsort(-scores, kind="stable")[: limit * 2]
+    if len(concept_rows) == 1:
+        candidates, scores = concept_rows[0], concept_scores[0]
+    else:
+        candidates, inverse = np.unique(np.concatenate(concept_rows), return_inverse=True)
+        scores = np.bincount(inverse, weights=np.concatenate(concept_scores))
+    best = _top_slots(scores, limit * 2)
     top_rows = candidates[best]
     positions = bundle.to_catalog[top_rows]
     keep = positions >= 0
     best, top_rows, positions = best[keep][:limit], top_rows[keep][:limit], positions[keep][:limit]
-    contains = [(phrase, np.isin(top_rows, rows)) for phrase, rows in phrase_rows]
-    concepts_matched = sum(np.isin(top_rows, rows).astype(int) for rows in concept_rows)
+    contains = [(phrase, _members(top_rows, rows)) for phrase, rows in phrase_rows]
+    concepts_matched = sum(_members(top_rows, rows).astype(int) for rows in concept_rows)
     return [
         LexicalHit(
             int(position),
@@ -105,6 +111,23 @@ def lexical_search(bundle: ModelBundle, concepts: Concepts, limit: int = 50) -> 
         )
         for i, (slot, position) in enumerate(zip(best.tolist(), positions.tolist(), strict=True))
     ]
+
+
+def _top_slots(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indexes of the n highest scores, best first (ties by position): a partial sort, since a
+    common word's postings hold tens of thousands of products."""
+    if len(scores) > n:
+        part = np.argpartition(-scores, n - 1)[:n]
+        return part[np.lexsort((part, -scores[part]))]
+    return np.argsort(-scores, kind="stable")
+
+
+def _members(values: np.ndarray, sorted_rows: np.ndarray) -> np.ndarray:
+    """Which of `values` are in `sorted_rows` (binary search: np.isin would sort both)."""
+    if len(sorted_rows) == 0:
+        return np.zeros(len(values), bool)
+    slots = np.minimum(np.searchsorted(sorted_rows, values), len(sorted_rows) - 1)
+    return sorted_rows[slots] == values
 
 
 def _phrase_postings(
