@@ -46,6 +46,7 @@ _APPEND_USER_TABLE = """
 INSERT INTO {table} (event_type, product_id, query, "timestamp")
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
 """
+_APPEND_USER_TABLES = "SELECT append_user_events($1, $2, $3, $4, $5, $6, $7)"
 _RECENT_USER_EVENTS = """
 SELECT event_type, product_id, query, "timestamp" FROM {table}
 WHERE "timestamp" >= $1 ORDER BY "timestamp" DESC LIMIT $2
@@ -98,7 +99,8 @@ async def _append(conn: asyncpg.Connection, events: list[EventRow]) -> list[Even
         by_user: dict[str, list[EventRow]] = defaultdict(list)
         for event in events:
             by_user[event.user_id].append(event)
-        for user_id, user_events in by_user.items():
+        if len(by_user) == 1:
+            [(user_id, user_events)] = by_user.items()
             await conn.execute(
                 _APPEND_USER_TABLE.format(table=user_table(user_id)),
                 [e.event_type for e in user_events],
@@ -106,7 +108,30 @@ async def _append(conn: asyncpg.Connection, events: list[EventRow]) -> list[Even
                 [e.query for e in user_events],
                 [e.timestamp for e in user_events],
             )
+        else:
+            # Many users: one server-side loop instead of a round trip (and a statement to
+            # prepare) per user table.
+            await conn.execute(_APPEND_USER_TABLES, *_user_slices(by_user))
     return events
+
+
+def _user_slices(by_user: dict[str, list[EventRow]]) -> tuple[list, ...]:
+    """Rows grouped by user table, with each table's 1-based [start, end] slice."""
+    tables, starts, ends, rows = [], [], [], []
+    for user_id, user_events in by_user.items():
+        tables.append(user_table_name(user_id))
+        starts.append(len(rows) + 1)
+        rows.extend(user_events)
+        ends.append(len(rows))
+    return (
+        tables,
+        starts,
+        ends,
+        [e.event_type for e in rows],
+        [e.product_id for e in rows],
+        [e.query for e in rows],
+        [e.timestamp for e in rows],
+    )
 
 
 async def store_events(*, conn: asyncpg.Connection, events: list[EventRow]) -> list[EventRow]:

@@ -92,3 +92,20 @@ async def test_concurrent_table_creation_for_one_user(database_url):
 async def _ensure(pool: asyncpg.Pool, user_id: str) -> bool:
     async with pool.acquire() as conn:
         return await ensure_user_table(conn=conn, user_id=user_id)
+
+
+async def test_batch_over_many_users_lands_in_each_users_table(conn, product_ids):
+    await store_events(conn=conn, events=[_click("old_user", product_ids[0], minutes_ago=9)])
+    batch = [
+        _click(f"user_{n % 7}", product_ids[n % len(product_ids)], minutes_ago=n) for n in range(40)
+    ] + [_click("old_user", product_ids[1], minutes_ago=1), _click("old_user", product_ids[2])]
+    stored = await store_events(conn=conn, events=batch)  # 7 new tables, 1 existing
+    assert len(stored) == 42
+    since = datetime.now(UTC) - timedelta(hours=2)
+    for n in range(7):
+        rows = await recent_user_events(conn=conn, user_id=f"user_{n}", since=since)
+        expected = [e.product_id for e in batch if e.user_id == f"user_{n}"]  # newest first
+        assert [r["product_id"] for r in rows] == expected
+    old = await recent_user_events(conn=conn, user_id="old_user", since=since)
+    assert [r["product_id"] for r in old] == [product_ids[2], product_ids[1], product_ids[0]]
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 43
