@@ -12,7 +12,8 @@ WORKERS ?= 1
 DEMO_RAW ?= data/raw/amazon-in-sample
 PROCESSED := data/processed/Amazon-Products-Optimized.csv
 
-.PHONY: install run test lint format catalog import train trending bench-ingest clean
+.PHONY: install run test lint format catalog import train trending retrain simulate evaluate \
+	bench-prepare bench-load bench-ingest clean
 
 install: $(INSTALLED)
 
@@ -57,6 +58,23 @@ format: $(INSTALLED)
 
 bench-ingest: import
 	$(PY) -m bench.ingest_throughput
+
+# Jobs as the scheduler runs them (advisory lock, recorded in job_runs).
+retrain: | $(INSTALLED)
+	$(PY) -m ml.retrain
+
+# Measurement: realistic logs into the database, offline evaluation, the load benchmark.
+simulate: import
+	$(PY) -m ml.simulate --users 5000 --events 200000
+
+evaluate: | $(INSTALLED)
+	$(PY) -m ml.evaluate --out reports
+
+bench-prepare: | $(INSTALLED)
+	$(PY) -m bench.prepare --dir data/bench
+
+bench-load: bench-prepare
+	$(PY) -m bench.load --dir data/bench --workers $(WORKERS)
 
 clean:
 	rm -rf $(VENV) data/processed data/pgdata
