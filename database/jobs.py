@@ -81,12 +81,6 @@ async def last_job_runs(*, conn: asyncpg.Connection) -> list[asyncpg.Record]:
     )
 
 
-async def job_runs(*, conn: asyncpg.Connection, job: str, limit: int = 20) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM job_runs WHERE job = $1 ORDER BY id DESC LIMIT $2", job, limit
-    )
-
-
 async def beat(
     *, conn: asyncpg.Connection, worker: str, model_version: str | None, started_at: datetime
 ) -> None:

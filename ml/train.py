@@ -105,100 +105,104 @@ def train_arrays(
     """Fit the chosen models on in-memory data; returns arrays, seconds per step and counts.
     The embeddings' vector index is written to `index_path`."""
     with tqdm(total=len(models), desc="models", unit="model", disable=not progress) as bar:
-        return _train_arrays(
-            catalog,
-            clicks,
-            settings,
-            now,
-            progress,
-            models,
-            events,
-            bar,
-            previous_embeddings,
-            index_path,
-        )
+        seconds: dict[str, float] = {}
+        arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
+        counts: dict[str, int] = {}
+        if "content" in models:
+            arrays |= _content_arrays(catalog, settings, progress, seconds)
+            bar.update()
+        if "embeddings" in models:
+            if index_path is None:
+                raise ValueError("embeddings need an index_path")
+            arrays |= _embedding_arrays(
+                catalog,
+                events,
+                settings,
+                previous_embeddings,
+                index_path,
+                progress,
+                seconds,
+                counts,
+            )
+            bar.update()
+        if "profiles" in models and events is not None:
+            started = time.perf_counter()
+            arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
+            seconds["profiles"] = time.perf_counter() - started
+            bar.update()
+        if "cf" not in models and "coclick" not in models:
+            return arrays, seconds, counts
 
+        n_items = len(catalog)
+        item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
+        known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
+        clicks = clicks[known]
+        item_positions = item_positions[known]
+        user_positions, _ = pd.factorize(clicks["user_id"])
+        epoch = clicks["epoch"].to_numpy()
+        age_hours = (now.timestamp() - epoch) / 3600.0
 
-def _train_arrays(
-    catalog, clicks, settings, now, progress, models, events, bar, previous_embeddings, index_path
-):
-    seconds: dict[str, float] = {}
-    arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
-    counts: dict[str, int] = {}
-    if "content" in models:
-        arrays |= _content_arrays(catalog, settings, progress, seconds)
-        bar.update()
-    if "embeddings" in models:
-        if index_path is None:
-            raise ValueError("embeddings need an index_path")
-        started = time.perf_counter()
-        texts = [
-            embedding_text(n, s)
-            for n, s in zip(catalog["name"], catalog["sub_category"], strict=True)
-        ]
-        embedded, encoded = product_embeddings(
-            texts,
-            previous_embeddings.digests if previous_embeddings else None,
-            previous_embeddings.vectors if previous_embeddings else None,
-            progress=progress,
-        )
-        arrays |= embedded
-        seconds["embeddings_encode"] = time.perf_counter() - started
-        counts["embedded_products"] = encoded
-        seconds["embeddings_index"] = build_index(embedded["embedding_vectors"], index_path)
-        started = time.perf_counter()
-        queries = popular_queries(
-            events["query"] if events is not None else pd.Series(dtype=str),
-            settings.search_query_cache_size,
-        )
-        query_arrays, counts["embedded_queries"] = query_embeddings(
-            queries,
-            previous_embeddings.query_texts if previous_embeddings else None,
-            previous_embeddings.query_vectors if previous_embeddings else None,
-        )
-        arrays |= query_arrays
-        seconds["embeddings_queries"] = time.perf_counter() - started
-        bar.update()
-    if "profiles" in models and events is not None:
-        started = time.perf_counter()
-        arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
-        seconds["profiles"] = time.perf_counter() - started
-        bar.update()
-    if "cf" not in models and "coclick" not in models:
+        if "cf" in models:
+            started = time.perf_counter()
+            half_life_hours = settings.cf_half_life_days * 24
+            cf_weights = np.power(0.5, age_hours / half_life_hours)
+            user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
+            arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
+            seconds["collaborative"] = time.perf_counter() - started
+            bar.update()
+
+        if "coclick" in models:
+            started = time.perf_counter()
+            transactions = session_transactions(user_positions, item_positions, epoch)
+            rules_triplet, counts["co_click_rules"] = co_click_rules(
+                transactions,
+                n_items,
+                min_support=settings.fp_min_support,
+                min_confidence=settings.fp_min_confidence,
+                min_lift=settings.fp_min_lift,
+            )
+            arrays |= _prefixed("coclick", rules_triplet)
+            seconds["fp_growth"] = time.perf_counter() - started
+            bar.update()
         return arrays, seconds, counts
 
-    n_items = len(catalog)
-    item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
-    known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
-    clicks = clicks[known]
-    item_positions = item_positions[known]
-    user_positions, _ = pd.factorize(clicks["user_id"])
-    epoch = clicks["epoch"].to_numpy()
-    age_hours = (now.timestamp() - epoch) / 3600.0
 
-    if "cf" in models:
-        started = time.perf_counter()
-        half_life_hours = settings.cf_half_life_days * 24
-        cf_weights = np.power(0.5, age_hours / half_life_hours)
-        user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
-        arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
-        seconds["collaborative"] = time.perf_counter() - started
-        bar.update()
-
-    if "coclick" in models:
-        started = time.perf_counter()
-        transactions = session_transactions(user_positions, item_positions, epoch)
-        rules_triplet, counts["co_click_rules"] = co_click_rules(
-            transactions,
-            n_items,
-            min_support=settings.fp_min_support,
-            min_confidence=settings.fp_min_confidence,
-            min_lift=settings.fp_min_lift,
-        )
-        arrays |= _prefixed("coclick", rules_triplet)
-        seconds["fp_growth"] = time.perf_counter() - started
-        bar.update()
-    return arrays, seconds, counts
+def _embedding_arrays(
+    catalog: pd.DataFrame,
+    events: pd.DataFrame | None,
+    settings: Settings,
+    previous: PreviousEmbeddings | None,
+    index_path: Path,
+    progress: bool,
+    seconds: dict[str, float],
+    counts: dict[str, int],
+) -> dict[str, np.ndarray]:
+    """Product embeddings (new or changed texts encoded), their index written to `index_path`,
+    and the popular queries' embeddings."""
+    started = time.perf_counter()
+    texts = [
+        embedding_text(n, s) for n, s in zip(catalog["name"], catalog["sub_category"], strict=True)
+    ]
+    arrays, counts["embedded_products"] = product_embeddings(
+        texts,
+        previous.digests if previous else None,
+        previous.vectors if previous else None,
+        progress=progress,
+    )
+    seconds["embeddings_encode"] = time.perf_counter() - started
+    seconds["embeddings_index"] = build_index(arrays["embedding_vectors"], index_path)
+    started = time.perf_counter()
+    queries = popular_queries(
+        events["query"] if events is not None else pd.Series(dtype=str),
+        settings.search_query_cache_size,
+    )
+    query_arrays, counts["embedded_queries"] = query_embeddings(
+        queries,
+        previous.query_texts if previous else None,
+        previous.query_vectors if previous else None,
+    )
+    seconds["embeddings_queries"] = time.perf_counter() - started
+    return arrays | query_arrays
 
 
 def _content_arrays(

@@ -152,14 +152,6 @@ class ModelStore:
         metrics.MODEL_CREATED.set(bundle.created_at.timestamp())
         logger.info("serving model version %s", bundle.version)
 
-    def refresh(self, catalog_size: int, position_of: dict[str, int]) -> bool:
-        """Load and install the current version if it changed."""
-        bundle = self.load_new(catalog_size, position_of)
-        if bundle is None:
-            return False
-        self.install(bundle)
-        return True
-
     def versions(self) -> dict[str, str | None]:
         version = self.bundle.version if self.bundle else None
         return {
