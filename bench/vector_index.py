@@ -10,6 +10,7 @@ embedded with the service's encoder. hnswlib and faiss are measured when install
 """
 
 import argparse
+import importlib.util
 import os
 import tempfile
 import time
@@ -83,10 +84,33 @@ def main() -> None:
     rows = [("exact numpy float32", 0.0, vectors.nbytes, p50, p95, 1.0)]
     work = Path(tempfile.mkdtemp())
 
-    from usearch.index import Index
-
     backends = args.backends.split(",")
-    for dtype in [b.removeprefix("usearch-") for b in backends if b.startswith("usearch-")]:
+    for backend in backends:
+        if backend.startswith("usearch-"):
+            measure = _usearch(backend.removeprefix("usearch-"))
+        elif backend in ("hnswlib", "faiss") and importlib.util.find_spec(backend):
+            measure = {"hnswlib": _hnswlib, "faiss": _faiss}[backend]
+        else:
+            print(f"{backend}: not installed or unknown, skipped")
+            continue
+        name, build, path, search = measure(vectors, threads, work)
+        found, p50, p95 = _latencies(search, queries)
+        rows.append((name, build, path.stat().st_size, p50, p95, _recall(found, exact)))
+
+    print(f"| back-end | build s | size MB | query p50 ms | query p95 ms | recall@{K} |")
+    print("|---|---|---|---|---|---|")
+    for name, build, size, p50, p95, recall in rows:
+        print(f"| {name} | {build:.1f} | {size / 1e6:.0f} | {p50:.2f} | {p95:.2f} | {recall:.3f} |")
+
+
+# Each back-end: build on all cores, save, and return (name, build seconds, file, search on one
+# thread returning the top-K keys).
+
+
+def _usearch(dtype: str):
+    def measure(vectors: np.ndarray, threads: int, work: Path):
+        from usearch.index import Index
+
         index = Index(
             ndim=vectors.shape[1],
             metric="cos",
@@ -101,77 +125,43 @@ def main() -> None:
         path = work / f"usearch-{dtype}.usearch"
         index.save(str(path))
         viewed = Index.restore(str(path), view=True)
-        found, p50, p95 = _latencies(lambda q, ix=viewed: ix.search(q, K, threads=1).keys, queries)
-        rows.append(
-            (
-                f"usearch HNSW {dtype} (memory-mapped)",
-                build,
-                path.stat().st_size,
-                p50,
-                p95,
-                _recall(found, exact),
-            )
-        )
-    try:
-        if "hnswlib" not in backends:
-            raise ImportError
-        import hnswlib
+        name = f"usearch HNSW {dtype} (memory-mapped)"
+        return name, build, path, lambda q: viewed.search(q, K, threads=1).keys
 
-        index = hnswlib.Index(space="ip", dim=vectors.shape[1])
-        index.init_index(max_elements=len(vectors), M=16, ef_construction=128)
-        started = time.perf_counter()
-        index.add_items(vectors, num_threads=threads)
-        build = time.perf_counter() - started
-        index.set_ef(96)
-        index.set_num_threads(1)
-        path = work / "hnswlib.bin"
-        index.save_index(str(path))
-        found, p50, p95 = _latencies(lambda q: index.knn_query(q, K)[0][0], queries)
-        rows.append(
-            (
-                "hnswlib HNSW float32 (loaded into RAM)",
-                build,
-                path.stat().st_size,
-                p50,
-                p95,
-                _recall(found, exact),
-            )
-        )
-    except ImportError:
-        print("hnswlib: not installed or not asked for")
-    try:
-        if "faiss" not in backends:
-            raise ImportError
-        import faiss
+    return measure
 
-        faiss.omp_set_num_threads(threads)
-        index = faiss.IndexHNSWFlat(vectors.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 128
-        started = time.perf_counter()
-        index.add(vectors)
-        build = time.perf_counter() - started
-        index.hnsw.efSearch = 96
-        faiss.omp_set_num_threads(1)
-        path = work / "faiss.index"
-        faiss.write_index(index, str(path))
-        found, p50, p95 = _latencies(lambda q: index.search(q[None, :], K)[1][0], queries)
-        rows.append(
-            (
-                "faiss HNSWFlat float32 (loaded into RAM)",
-                build,
-                path.stat().st_size,
-                p50,
-                p95,
-                _recall(found, exact),
-            )
-        )
-    except ImportError:
-        print("faiss: not installed or not asked for")
 
-    print(f"| back-end | build s | size MB | query p50 ms | query p95 ms | recall@{K} |")
-    print("|---|---|---|---|---|---|")
-    for name, build, size, p50, p95, recall in rows:
-        print(f"| {name} | {build:.1f} | {size / 1e6:.0f} | {p50:.2f} | {p95:.2f} | {recall:.3f} |")
+def _hnswlib(vectors: np.ndarray, threads: int, work: Path):
+    import hnswlib
+
+    index = hnswlib.Index(space="ip", dim=vectors.shape[1])
+    index.init_index(max_elements=len(vectors), M=16, ef_construction=128)
+    started = time.perf_counter()
+    index.add_items(vectors, num_threads=threads)
+    build = time.perf_counter() - started
+    index.set_ef(96)
+    index.set_num_threads(1)
+    path = work / "hnswlib.bin"
+    index.save_index(str(path))
+    name = "hnswlib HNSW float32 (loaded into RAM)"
+    return name, build, path, lambda q: index.knn_query(q, K)[0][0]
+
+
+def _faiss(vectors: np.ndarray, threads: int, work: Path):
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    index = faiss.IndexHNSWFlat(vectors.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 128
+    started = time.perf_counter()
+    index.add(vectors)
+    build = time.perf_counter() - started
+    index.hnsw.efSearch = 96
+    faiss.omp_set_num_threads(1)
+    path = work / "faiss.index"
+    faiss.write_index(index, str(path))
+    name = "faiss HNSWFlat float32 (loaded into RAM)"
+    return name, build, path, lambda q: index.search(q[None, :], K)[1][0]
 
 
 if __name__ == "__main__":
