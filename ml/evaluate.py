@@ -262,6 +262,7 @@ def _evaluate_home(
     scores = {
         name: Scores() for name in ["popularity", "content", "co_click", "item_cf", *variants]
     }
+    by_trending = np.argsort(-trending.scores)  # once, not per user
     for user in tqdm(users, desc="home", disable=not progress):
         history = _history(train_by_user.get(user, pd.DataFrame(columns=split.train.columns)))
         seen = {catalog.position_of.get(e["product_id"]) for e in history if e["product_id"]}
@@ -274,7 +275,7 @@ def _evaluate_home(
             source = clicked_source(catalog, bundle, list(clicks.items()), models=(model,))
             ranked = [c.position for c in hybrid_merge({"m": source}, {"m": 1.0}, exclude=seen)]
             scores[name].add(ranked[:K], relevant, catalog, click_share)
-        popular = [int(p) for p in np.argsort(-trending.scores)[: K + len(seen)] if p not in seen]
+        popular = [int(p) for p in by_trending[: K + len(seen)] if p not in seen]
         scores["popularity"].add(popular[:K], relevant, catalog, click_share)
         for name, (clicked, searched, diverse) in variants.items():
             feed = home_feed(
