@@ -23,16 +23,15 @@ from database.pool import create_pool
 from database.server import release_embedded_server, start_embedded_server
 from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
-from ml import text_encoder
-from ml.trending import popularity_prior
 from routers import admin, health, interactions, recommendations
 from routers import metrics as metrics_router
 from routers.middleware import RequestContextMiddleware
 from routers.problems import install_problem_handlers
-from services import metrics
+from services import metrics, text_encoder
 from services.catalog import Catalog
 from services.jobs import JobRunner
 from services.models import ModelStore, trending_in_catalog_order
+from services.popularity import popularity_prior
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from config.settings import get_settings
-from ml import text_encoder
-from ml.artifacts import current_version_folder, load_version
+from services import text_encoder
+from services.artifacts import current_version_folder, load_version
 from services.synonyms import words
 
 K = 10

@@ -33,9 +33,11 @@ class Settings(BaseSettings):
     training_window_days: int = Field(default=60, ge=1)
     cf_half_life_days: float = Field(default=14, gt=0)
     trending_decay_rate: float = Field(default=0.95, gt=0, lt=1)
-    fp_min_support: float = Field(default=0.0005, gt=0, le=1)
-    fp_min_confidence: float = Field(default=0.05, gt=0, le=1)
-    fp_min_lift: float = Field(default=1.0, ge=0)
+    # Co-click rules A -> B: sessions holding both (a count, so a busier shop gets more rules,
+    # not fewer), P(B | A) and lift.
+    coclick_min_sessions: int = Field(default=2, ge=1)
+    coclick_min_confidence: float = Field(default=0.01, ge=0, le=1)
+    coclick_min_lift: float = Field(default=1.0, ge=0)
 
     # Home feed: merged = clicked * w_clicked + search * w_search + diverse * w_diverse
     weight_clicked: float = Field(default=0.5, ge=0)

@@ -2,6 +2,7 @@
 test user clicks after it.
 
     python -m ml.evaluate [--test-days 7] [--users 2000] [--out reports]
+    python -m ml.evaluate --sessions ../shared/data/diginetica [--out reports]
 
 Home feed: the hybrid (default weights and a small grid) against popularity, content-only,
 co-click-only and item-CF-only, on HR@10, NDCG@10, MRR, catalog coverage, intra-list category
@@ -16,6 +17,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,16 +30,19 @@ from tqdm import tqdm
 from config.settings import Settings, get_settings
 from database.server import database_url
 from database.training import fetch_catalog, fetch_events
-from ml.artifacts import SYNONYMS_FILE, current_version_folder, write_version
-from ml.text_encoder import embed_query
+from ml.evaluate_sessions import evaluate_sessions, load_sessions
+from ml.evaluate_sessions import markdown as sessions_markdown
 from ml.train import MODELS, previous_embeddings, train_arrays
-from ml.train_embeddings import INDEX_FILE
-from ml.train_fp_growth import SESSION_GAP_SECONDS
-from ml.trending import popularity_prior
+from ml.train_collaborative import interaction_matrix
+from ml.train_ease import fit_ease
+from ml.train_sessions import SESSION_GAP_SECONDS
+from services.artifacts import SYNONYMS_FILE, current_version_folder, write_version
 from services.catalog import Catalog
 from services.feeds import (
+    SIMILAR_MODES,
     Filters,
     SearchSettings,
+    click_sequence,
     clicked_source,
     home_feed,
     recent_clicks_and_queries,
@@ -45,7 +50,10 @@ from services.feeds import (
     similar_feed,
 )
 from services.models import TrendingScores, load_bundle
+from services.popularity import popularity_prior
 from services.recommender import hybrid_merge
+from services.text_encoder import embed_query
+from services.vector_index import INDEX_FILE
 
 K = 10
 WEIGHT_GRID = [
@@ -180,8 +188,10 @@ def evaluate(
     max_users: int = 2000,
     seed: int = 1,
     progress: bool = False,
+    on_section: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Train on the events before the cut-off and score every recommender; returns the report."""
+    """Train on the events before the cut-off and score every recommender; returns the report
+    (also passed to `on_section` after each section)."""
     started = time.perf_counter()
     split = temporal_split(events, test_days)
     train_clicks = split.train[split.train["event_type"] == "product_click"]
@@ -204,15 +214,23 @@ def evaluate(
             "train_events": len(split.train),
             "test_events": len(split.test),
             "products": len(catalog),
-            "home": _evaluate_home(
+        }
+        sections = {
+            "home": lambda: _evaluate_home(
                 catalog, bundle, trending, split, settings, max_users, seed, click_share, progress
             ),
-            "similar": _evaluate_similar(catalog, bundle, split, click_share, max_users, seed),
-            "search": _evaluate_search(
+            "similar": lambda: _evaluate_similar(
+                catalog, bundle, split, click_share, max_users, seed
+            ),
+            "search": lambda: _evaluate_search(
                 catalog, bundle, trending, split, settings, max_users, seed, click_share, progress
             ),
         }
-    report["seconds"] = round(time.perf_counter() - started, 1)
+        for name, section in sections.items():
+            report[name] = section()
+            report["seconds"] = round(time.perf_counter() - started, 1)
+            if on_section is not None:  # a later section's failure keeps the earlier results
+                on_section(report)
     return report
 
 
@@ -259,10 +277,18 @@ def _evaluate_home(
     test_clicks = split.test[split.test["event_type"] == "product_click"]
     truth_by_user = test_clicks.groupby("user_id")["product_id"].agg(set).to_dict()
     variants = {f"hybrid {w}": w for w in WEIGHT_GRID}
+    singles = (
+        ("content", "content"),
+        ("co_click", "coclick"),
+        ("item_cf", "cf"),
+        ("session_knn", "session"),
+    )
     scores = {
-        name: Scores() for name in ["popularity", "content", "co_click", "item_cf", *variants]
+        name: Scores()
+        for name in ["popularity", "EASE (baseline)", *(n for n, _ in singles), *variants]
     }
     by_trending = np.argsort(-trending.scores)  # once, not per user
+    ease = _fit_ease(catalog, split.train[split.train["epoch"] >= history_start])
     for user in tqdm(users, desc="home", disable=not progress):
         history = _history(train_by_user.get(user, pd.DataFrame(columns=split.train.columns)))
         seen = {catalog.position_of.get(e["product_id"]) for e in history if e["product_id"]}
@@ -271,12 +297,18 @@ def _evaluate_home(
         if not relevant:
             continue
         clicks, _ = recent_clicks_and_queries(history, split.cutoff)
-        for name, model in (("content", "content"), ("co_click", "coclick"), ("item_cf", "cf")):
-            source = clicked_source(catalog, bundle, list(clicks.items()), models=(model,))
+        sequence = click_sequence(catalog, history)
+        for name, model in singles:
+            source = clicked_source(
+                catalog, bundle, list(clicks.items()), models=(model,), session_clicks=sequence
+            )
             ranked = [c.position for c in hybrid_merge({"m": source}, {"m": 1.0}, exclude=seen)]
             scores[name].add(ranked[:K], relevant, catalog, click_share)
         popular = [int(p) for p in by_trending[: K + len(seen)] if p not in seen]
         scores["popularity"].add(popular[:K], relevant, catalog, click_share)
+        ease_items, _ = ease.scores(np.fromiter(seen - {None}, np.int64))
+        ranked = [int(p) for p in ease_items[: K + len(seen)] if p not in seen]
+        scores["EASE (baseline)"].add(ranked[:K], relevant, catalog, click_share)
         for name, (clicked, searched, diverse) in variants.items():
             feed = home_feed(
                 catalog=catalog,
@@ -293,6 +325,18 @@ def _evaluate_home(
             )
             scores[name].add([c.position for c in feed.items[:K]], relevant, catalog, click_share)
     return {name: s.summary(len(catalog)) for name, s in scores.items()}
+
+
+def _fit_ease(catalog: Catalog, events: pd.DataFrame):
+    """EASE on the users' clicks of the history window (the baseline the feed must beat)."""
+    clicks = events[events["event_type"] == "product_click"]
+    items = pd.Index(catalog.frame["id"]).get_indexer(clicks["product_id"])
+    users, _ = pd.factorize(clicks["user_id"])
+    known = items >= 0
+    matrix = interaction_matrix(
+        users[known], items[known], np.ones(int(known.sum()), np.float32), len(catalog)
+    )
+    return fit_ease(matrix)
 
 
 def _next_click_pairs(events: pd.DataFrame) -> pd.DataFrame:
@@ -314,17 +358,17 @@ def _evaluate_similar(catalog, bundle, split, click_share, max_cases, seed) -> d
     products = [p for p in truth.index if p in catalog.position_of]
     rng = np.random.default_rng(seed)
     products = rng.choice(products, min(max_cases, len(products)), replace=False).tolist()
-    scores = {
-        "similar (content, the endpoint)": Scores(),
-        "co_click": Scores(),
-        "item_cf": Scores(),
-    }
+    modes = {f"endpoint mode={mode}": mode for mode in SIMILAR_MODES}
+    scores = {name: Scores() for name in [*modes, "co_click", "item_cf"]}
     for product in products:
         anchor = catalog.position_of[product]
         relevant = {catalog.position_of[p] for p in truth[product] if p in catalog.position_of}
-        feed = similar_feed(catalog=catalog, bundle=bundle, position=anchor, filters=Filters())
-        ranked = [c.position for c in feed.items[:K]]
-        scores["similar (content, the endpoint)"].add(ranked, relevant, catalog, click_share)
+        for name, mode in modes.items():
+            feed = similar_feed(
+                catalog=catalog, bundle=bundle, position=anchor, filters=Filters(), mode=mode
+            )
+            ranked = [c.position for c in feed.items[:K]]
+            scores[name].add(ranked, relevant, catalog, click_share)
         for name, model in (("co_click", "coclick"), ("item_cf", "cf")):
             positions, _ = bundle.neighbors(model, anchor)
             ranked = [int(p) for p in positions if p != anchor][:K]
@@ -343,7 +387,9 @@ def _evaluate_search(
         & (following["event_type"] == "product_click")
         & (following["user_id"] == test["user_id"])
         & (following["epoch"] - test["epoch"] <= SESSION_GAP_SECONDS)
-    ].assign(clicked=following["product_id"])
+    ]
+    # .loc, not assign(Series): on an empty frame assign would take the Series' whole index.
+    cases = cases.assign(clicked=following.loc[cases.index, "product_id"].to_numpy())
     rng = np.random.default_rng(seed)
     cases = cases.iloc[rng.permutation(len(cases))[:max_cases]]
     search_settings = SearchSettings(
@@ -393,6 +439,8 @@ def markdown(report: dict) -> str:
         "",
     ]
     for section in ("home", "similar", "search"):
+        if section not in report:
+            continue
         lines += [
             f"### {section}",
             "",
@@ -415,7 +463,7 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 5))
-    for name, m in report["home"].items():
+    for name, m in report.get("home", {}).items():
         marker = "o" if name.startswith("hybrid") else "s"
         axes.scatter(m["diversity"], m["ndcg@10"], marker=marker)
         axes.annotate(
@@ -459,10 +507,24 @@ async def _main(test_days: float, users: int, out: Path, progress: bool) -> None
         test_days=test_days,
         max_users=users,
         progress=progress,
+        on_section=lambda partial: write_report(partial, out),
     )
-    write_report(report, out)
     print(markdown(report))
     print(f"written to {out}/evaluation.json, .md, .png in {report['seconds']} s")
+
+
+def _sessions_main(folder: Path, out: Path, settings: Settings) -> None:
+    report = evaluate_sessions(
+        load_sessions(folder),
+        min_sessions=settings.coclick_min_sessions,
+        min_confidence=settings.coclick_min_confidence,
+        min_lift=settings.coclick_min_lift,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sessions.json").write_text(json.dumps(report, indent=2))
+    (out / "sessions.md").write_text(sessions_markdown(report))
+    print(sessions_markdown(report))
+    print(f"written to {out}/sessions.json, .md")
 
 
 def main() -> None:
@@ -471,7 +533,17 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000, help="test users (and cases) sampled")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--sessions",
+        type=Path,
+        metavar="FOLDER",
+        help="session benchmark instead: train_sessions.txt.gz + test_prefixes.tsv.gz "
+        "(e.g. ../shared/data/diginetica)",
+    )
     args = parser.parse_args()
+    if args.sessions is not None:
+        _sessions_main(args.sessions, args.out, get_settings())
+        return
     asyncio.run(_main(args.test_days, args.users, args.out, not args.no_progress))
 
 

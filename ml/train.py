@@ -1,11 +1,12 @@
 """Train every model from the catalog and the event log into a new artifact version, validate it,
 then make it current.
 
-    python -m ml.train        (knobs: CONTENT_TOP_K, FP_MIN_SUPPORT, ... see config/settings.py)
+    python -m ml.train   (knobs: CONTENT_TOP_K, COCLICK_MIN_SESSIONS, ... see config/settings.py)
 
 Artifacts (data/artifacts/<version>/): product_ids, content TF-IDF (CSC for query lookup,
-vocabulary, idf) and top-K similar products, item-CF neighbours, FP-Growth co-click rules, user
-profiles, product embeddings with their vector index, the search synonyms, plus manifest.json.
+vocabulary, idf) and top-K similar products, item-CF neighbours, co-click rules, past sessions
+for session-kNN, user profiles, product embeddings with their vector index, the search synonyms,
+plus manifest.json.
 Trending scores live in the database (ml.update_trending); a retrain also brings them up to date.
 """
 
@@ -28,7 +29,19 @@ from database.migrations import apply_migrations
 from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from database.trending import update_trending
-from ml.artifacts import (
+from ml.train_coclick import co_click_rules
+from ml.train_collaborative import interaction_matrix, item_neighbors
+from ml.train_content_model import fit_tfidf, similar_products
+from ml.train_embeddings import (
+    build_index,
+    embedding_text,
+    popular_queries,
+    product_embeddings,
+    query_embeddings,
+)
+from ml.train_profiles import build_profiles
+from ml.train_sessions import session_index, split_sessions
+from services.artifacts import (
     SYNONYMS_FILE,
     current_version_folder,
     load_version,
@@ -36,21 +49,9 @@ from ml.artifacts import (
     verify_checksums,
     write_version,
 )
-from ml.text_encoder import EMBEDDING_DIM
-from ml.train_collaborative import interaction_matrix, item_neighbors
-from ml.train_content_model import fit_tfidf, similar_products
-from ml.train_embeddings import (
-    INDEX_FILE,
-    build_index,
-    embedding_text,
-    open_index,
-    popular_queries,
-    product_embeddings,
-    query_embeddings,
-)
-from ml.train_fp_growth import co_click_rules, session_transactions
-from ml.train_profiles import build_profiles
 from services.synonyms import Synonyms
+from services.text_encoder import EMBEDDING_DIM
+from services.vector_index import INDEX_FILE, open_index
 
 
 @dataclass
@@ -70,13 +71,14 @@ def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return {f"{prefix}_{key}": value for key, value in triplet.items()}
 
 
-MODELS = ("content", "cf", "coclick", "profiles", "embeddings")
+MODELS = ("content", "cf", "coclick", "sessions", "profiles", "embeddings")
 # Which arrays and files of a version belong to which model (reused as they are when only
 # others retrain).
 MODEL_ARRAY_PREFIXES = {
     "content": ("content_", "tfidf_"),
     "cf": ("cf_",),
     "coclick": ("coclick_",),
+    "sessions": ("sessions_",),
     "profiles": ("profile_",),
     "embeddings": ("embedding_",),
 }
@@ -130,7 +132,7 @@ def train_arrays(
             arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
             seconds["profiles"] = time.perf_counter() - started
             bar.update()
-        if "cf" not in models and "coclick" not in models:
+        if not {"cf", "coclick", "sessions"} & set(models):
             return arrays, seconds, counts
 
         n_items = len(catalog)
@@ -151,18 +153,27 @@ def train_arrays(
             seconds["collaborative"] = time.perf_counter() - started
             bar.update()
 
+        if "coclick" in models or "sessions" in models:
+            started = time.perf_counter()
+            order, session_of_click = split_sessions(user_positions, epoch)
+            sessions = session_index(session_of_click, item_positions[order], n_items)
+            counts["sessions"] = len(sessions["sessions_session_indptr"]) - 1
+            if "sessions" in models:
+                arrays |= sessions
+            seconds["sessions"] = time.perf_counter() - started
+            bar.update()
         if "coclick" in models:
             started = time.perf_counter()
-            transactions = session_transactions(user_positions, item_positions, epoch)
             rules_triplet, counts["co_click_rules"] = co_click_rules(
-                transactions,
+                sessions["sessions_session_indptr"],
+                sessions["sessions_session_items"],
                 n_items,
-                min_support=settings.fp_min_support,
-                min_confidence=settings.fp_min_confidence,
-                min_lift=settings.fp_min_lift,
+                min_sessions=settings.coclick_min_sessions,
+                min_confidence=settings.coclick_min_confidence,
+                min_lift=settings.coclick_min_lift,
             )
             arrays |= _prefixed("coclick", rules_triplet)
-            seconds["fp_growth"] = time.perf_counter() - started
+            seconds["coclick"] = time.perf_counter() - started
             bar.update()
         return arrays, seconds, counts
 
@@ -285,6 +296,11 @@ def validate_version(folder: Path, expected_products: int) -> None:
             and arrays[f"{prefix}_indices"].max() >= expected_products
         ):
             raise ValueError(f"{prefix}: neighbour index out of range")
+    session_items = arrays["sessions_session_items"]
+    if len(arrays["sessions_item_indptr"]) != expected_products + 1 or (
+        session_items.size and session_items.max() >= expected_products
+    ):
+        raise ValueError("sessions: index does not match the catalog")
     users = len(arrays["profile_user_ids"])
     for facet in ("category", "sub_category", "term"):
         if len(arrays[f"profile_{facet}_indptr"]) != users + 1:
@@ -423,7 +439,7 @@ def run_cli(models: tuple[str, ...], description: str) -> None:
         description=description,
         epilog="Settings come from environment variables (see config/settings.py and the README): "
         "DATABASE_URL, ARTIFACTS_DIR, CONTENT_TOP_K, CF_TOP_K, TRAINING_WINDOW_DAYS, "
-        "FP_MIN_SUPPORT, FP_MIN_CONFIDENCE, FP_MIN_LIFT, ...",
+        "COCLICK_MIN_SESSIONS, COCLICK_MIN_CONFIDENCE, COCLICK_MIN_LIFT, ...",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args()

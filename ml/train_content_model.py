@@ -10,10 +10,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from ml.neighbors import to_csr_triplet
+from services.search import TOKEN_PATTERN
 
 # Repeating the sub-category gives it real weight next to the (longer) product name.
 SUB_CATEGORY_REPEAT = 3
-TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9\-]+\b"
 
 
 def product_text(name: str, sub_category: str) -> str:

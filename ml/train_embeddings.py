@@ -13,19 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from usearch.index import Index
 
-from ml import text_encoder
+from services import text_encoder
 from services.synonyms import normalise_text
-
-INDEX_FILE = "embedding_index.usearch"
-# usearch HNSW over float16 vectors, memory-mapped (`view`) so every worker shares one copy.
-# bench/vector_index.py on 200k products: recall@10 0.80 (i8: 0.73; hnswlib/faiss float32,
-# loaded into each worker's RAM: 0.84/0.87), p95 0.8 ms; exact numpy search takes 31 ms.
-INDEX_DTYPE = "f16"
-CONNECTIVITY = 16
-EXPANSION_ADD = 128
-EXPANSION_SEARCH = 96
+from services.vector_index import new_index
 
 
 def embedding_text(name: str, sub_category: str) -> str:
@@ -120,27 +111,6 @@ def build_index(vectors: np.ndarray, path: Path) -> float:
         index.add(np.arange(len(vectors), dtype=np.uint64), vectors.astype(np.float32), threads=0)
     index.save(str(path))
     return time.perf_counter() - started
-
-
-def new_index() -> Index:
-    return Index(
-        ndim=text_encoder.EMBEDDING_DIM,
-        metric="cos",
-        dtype=INDEX_DTYPE,
-        connectivity=CONNECTIVITY,
-        expansion_add=EXPANSION_ADD,
-        expansion_search=EXPANSION_SEARCH,
-    )
-
-
-def open_index(path: Path) -> Index:
-    """The saved index, memory-mapped read-only (its dtype and metric read from the file, so a
-    version built with other settings still opens)."""
-    index = Index.restore(str(path), view=True)
-    if index is None:
-        raise ValueError(f"{path}: not a usearch index")
-    index.expansion_search = EXPANSION_SEARCH
-    return index
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from database import jobs as job_queries
-from ml.artifacts import current_version_folder
 from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
@@ -22,6 +21,7 @@ from schemas import (
     StatusOut,
     WorkerOut,
 )
+from services.artifacts import current_version_folder
 from services.jobs import JOBS
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from database.interactions import recent_user_events
-from ml.text_encoder import embed_query
 from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
@@ -28,6 +27,7 @@ from services.feeds import (
     search_feed,
     similar_feed,
 )
+from services.text_encoder import embed_query
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}

@@ -16,6 +16,9 @@ class Catalog:
     main_category: np.ndarray = field(init=False)
     sub_category: np.ndarray = field(init=False)
     price: np.ndarray = field(init=False)
+    rating: np.ndarray = field(init=False)
+    log_rating_count: np.ndarray = field(init=False)
+    discount: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
     _columns: dict[str, list] = field(init=False, repr=False)
 
@@ -25,6 +28,12 @@ class Catalog:
         self.sub_category = self.frame["sub_category"].to_numpy(dtype=object)
         # The price a shopper pays: the discount price when there is one.
         self.price = self.frame["discount_price"].fillna(self.frame["actual_price"]).to_numpy()
+        # Item features of the home ranker.
+        self.rating = np.nan_to_num(self.frame["ratings"].to_numpy(dtype=float), nan=0.0)
+        self.log_rating_count = np.log1p(
+            np.nan_to_num(self.frame["no_of_ratings"].to_numpy(dtype=float), nan=0.0)
+        )
+        self.discount = np.nan_to_num(self.frame["discount_ratio"].to_numpy(dtype=float), nan=0.0)
         # Plain Python values per column: a response reads 20 rows, and pandas' row access
         # (iloc -> Series) cost more than building the rest of the response.
         self._columns = {

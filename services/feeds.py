@@ -11,6 +11,13 @@ import numpy as np
 
 from services.catalog import Catalog
 from services.models import ModelBundle, TrendingScores, user_profile
+from services.ranking import (
+    POPULAR_CANDIDATES,
+    UserHistory,
+    feature_rows,
+    popular_source,
+    user_history,
+)
 from services.recommender import (
     Candidate,
     Reason,
@@ -18,6 +25,7 @@ from services.recommender import (
     add_candidate,
     diverse_candidates,
     hybrid_merge,
+    mix,
 )
 from services.search import (
     Retrieved,
@@ -201,7 +209,12 @@ def _recency_weight(timestamp: datetime, now: datetime) -> float:
     return 0.5 ** (age_hours / CLICK_HALF_LIFE_HOURS)
 
 
-CLICK_MODELS = ("content", "coclick", "cf")
+CLICK_MODELS = ("content", "coclick", "cf", "session")
+NEIGHBOR_SIGNALS = {
+    "content": ("similar", "similar to {}"),
+    "coclick": ("co_click", "often clicked with {}"),
+    "cf": ("collaborative", "shoppers who clicked {} also clicked"),
+}
 
 
 def clicked_source(
@@ -209,32 +222,61 @@ def clicked_source(
     bundle: ModelBundle,
     clicks: list[tuple[str, float]],
     models: tuple[str, ...] = CLICK_MODELS,
+    session_clicks: list[int] | None = None,
 ) -> Source:
-    """Neighbours of the user's recent clicks in `models`, weighted by the clicks' recency."""
+    """Neighbours of the user's recent clicks in `models`, weighted by the clicks' recency, and
+    (model "session") what session-kNN gives the latest clicks, `session_clicks` (catalog
+    positions, oldest first), as strong as the freshest click."""
     source: Source = {}
     for product_id, weight in clicks:
         anchor = catalog.position_of.get(product_id)
         if anchor is None:
             continue
-        for model, signal, text in (
-            ("content", "similar", f"similar to {product_id}"),
-            ("coclick", "co_click", f"often clicked with {product_id}"),
-            ("cf", "collaborative", f"shoppers who clicked {product_id} also clicked"),
-        ):
+        for model, (signal, text) in NEIGHBOR_SIGNALS.items():
             if model not in models:
                 continue
             positions, scores = bundle.neighbors(model, anchor)
             if len(scores) == 0:
                 continue
             top = float(scores[0]) or 1.0
-            reason = Reason(signal, product_id, text)
+            reason = Reason(signal, product_id, text.format(product_id))
             for position, score in zip(
                 positions[:NEIGHBORS_PER_ANCHOR].tolist(),
                 scores[:NEIGHBORS_PER_ANCHOR].tolist(),
                 strict=True,
             ):
                 add_candidate(source, position, weight * score / top, reason)
+    if "session" in models and session_clicks:
+        _add_session_neighbors(catalog, bundle, session_clicks, source, SESSION_CANDIDATES)
     return source
+
+
+SESSION_CANDIDATES = 100
+
+
+def _add_session_neighbors(
+    catalog: Catalog, bundle: ModelBundle, clicked: list[int], source: Source, n: int
+) -> None:
+    """Session-kNN candidates of a click sequence (catalog positions, oldest first), scaled so
+    the best has score 1."""
+    positions, scores = bundle.session_neighbors(clicked)
+    if len(scores) == 0:
+        return
+    last_id = catalog.frame["id"].iat[clicked[-1]]
+    reason = Reason("session", last_id, f"shoppers whose visit was like yours, up to {last_id}")
+    top = float(scores[0])
+    for position, score in zip(positions[:n].tolist(), scores[:n].tolist(), strict=True):
+        add_candidate(source, position, score / top, reason)
+
+
+def click_sequence(catalog: Catalog, events: list[dict], limit: int = 20) -> list[int]:
+    """Catalog positions of the user's latest clicks, oldest first (events come newest first)."""
+    positions = [
+        catalog.position_of[e["product_id"]]
+        for e in events
+        if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
+    ]
+    return positions[:limit][::-1]
 
 
 _query_results: dict[tuple[str, str], list] = {}
@@ -285,11 +327,20 @@ def home_feed(
     filters: Filters,
     exclude_seen: bool,
     now: datetime,
+    ranker: str = "learned",
+    max_per_sub_category: int = 4,
 ) -> Feed:
-    """Home feed: personal hybrid for users with history, popularity mix for new users."""
+    """Home feed: for users with history, the learned ranker over every source's candidates
+    (`ranker="learned"`, when the version has one) or the spec's weighted merge; a popularity
+    mix for new users."""
     keep = filters.keep(catalog)
     clicks, queries = recent_clicks_and_queries(events, now)
-    seen = {catalog.position_of[p] for p in clicks if p in catalog.position_of}
+    # Every product clicked in the history window, not only the latest anchors.
+    seen = {
+        catalog.position_of[e["product_id"]]
+        for e in events
+        if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
+    }
     exclude = seen if exclude_seen else set()
     if not events or bundle is None:
         strategy = "new_user" if not events else "popularity_no_models"
@@ -299,11 +350,50 @@ def home_feed(
             return Feed(ranked, strategy, NEW_USER_WEIGHTS)
         return Feed(_new_user_ranking(catalog, trending, n, filters), strategy, NEW_USER_WEIGHTS)
 
+    diverse_source = lambda count: diverse_candidates(  # noqa: E731
+        Counter(catalog.main_category[p] for p in seen)
+        + Counter(user_profile(bundle, user_id)["category"]),
+        catalog.top_by_category,
+        count,
+        random.Random(_seed(user_id, now)),
+    )
+    if ranker == "learned" and bundle.ranker is not None:
+        clicked_newest_first = [
+            catalog.position_of[e["product_id"]]
+            for e in events
+            if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
+        ]
+        history = user_history(catalog, clicked_newest_first)
+        if not exclude_seen:
+            history.seen = set()
+        tables = ranking_tables(catalog, trending)
+        sources = ranker_sources(catalog, bundle, tables, clicks, queries, history)
+        candidates, features = feature_rows(
+            catalog, sources, history, tables.boost, bundle.arrays.get("sessions_log_clicks")
+        )
+        ranked = [
+            c for c in bundle.ranker.rank(candidates, features) if keep is None or keep(c.position)
+        ]
+        diverse = [
+            c for c in _ranked(diverse_source(max(3, n // 5))) if keep is None or keep(c.position)
+        ]
+        mixed = mix(
+            ranked,
+            diverse,
+            diverse_share=weights.get("diverse", 0.0) / (sum(weights.values()) or 1.0),
+            max_per_sub_category=max_per_sub_category,
+            sub_category=catalog.sub_category,
+            n=n,
+        )
+        return Feed(_top_up(catalog, trending, mixed, exclude, keep, n), "personal_ranked", weights)
+
     # Category history: this request's clicks plus the daily profile (last 30 days, decayed).
     history_categories = Counter(catalog.main_category[p] for p in seen)
     history_categories.update(user_profile(bundle, user_id)["category"])
     sources = {
-        "clicked": clicked_source(catalog, bundle, list(clicks.items())),
+        "clicked": clicked_source(
+            catalog, bundle, list(clicks.items()), session_clicks=click_sequence(catalog, events)
+        ),
         "search": search_source(bundle, list(queries.items())),
         "diverse": diverse_candidates(
             history_categories,
@@ -316,29 +406,155 @@ def home_feed(
     ranked = hybrid_merge(
         sources, weights, boost=boost, boost_weight=boost_weight, exclude=exclude, keep=keep
     )
-    if len(ranked) < n:  # thin history: top up with trending items, ranked after the personal ones
-        taken = {c.position for c in ranked} | exclude
-        fill = trending_source(catalog, trending, n + len(taken), keep)
-        ranked += [c for c in hybrid_merge({"t": fill}, {"t": 0.01}) if c.position not in taken]
-    return Feed(ranked, "personal_hybrid", weights)
+    return Feed(_top_up(catalog, trending, ranked, exclude, keep, n), "personal_hybrid", weights)
+
+
+def _top_up(catalog, trending, ranked: list[Candidate], exclude, keep, n: int) -> list[Candidate]:
+    """Thin history: trending items after the personal ones, up to n."""
+    if len(ranked) >= n:
+        return ranked
+    taken = {c.position for c in ranked} | exclude
+    fill = trending_source(catalog, trending, n + len(taken), keep)
+    return ranked + [c for c in hybrid_merge({"t": fill}, {"t": 0.01}) if c.position not in taken]
+
+
+def ranker_sources(
+    catalog: Catalog,
+    bundle: ModelBundle,
+    tables: RankingTables,
+    clicks: dict[str, float],
+    queries: dict[str, float],
+    history: UserHistory,
+) -> dict[str, Source]:
+    """Every candidate source of the learned ranker, each with its own scores."""
+    anchors = list(clicks.items())
+    sources = {
+        model: clicked_source(catalog, bundle, anchors, models=(model,))
+        for model in ("coclick", "cf", "content")
+    }
+    session: Source = {}
+    if history.sequence:
+        _add_session_neighbors(catalog, bundle, history.sequence, session, SESSION_CANDIDATES)
+    sources["session"] = session
+    sources["search"] = search_source(bundle, list(queries.items()))
+    sources["popular"] = popular_source(
+        tables.boost, tables.boost_order, tables.boost_signal, POPULAR_CANDIDATES
+    )
+    return sources
+
+
+SIMILAR_MODES = ("content", "also_viewed", "blend")
 
 
 def similar_feed(
-    *, catalog: Catalog, bundle: ModelBundle | None, position: int, filters: Filters
+    *,
+    catalog: Catalog,
+    bundle: ModelBundle | None,
+    position: int,
+    filters: Filters,
+    mode: str = "content",
 ) -> Feed:
-    """Products most similar to one product by TF-IDF content, never the product itself."""
+    """Products like one product, never the product itself. `content`: TF-IDF similarity (the
+    default); `also_viewed`: what shoppers who clicked it went on to click (session-kNN, then
+    co-click and item-CF); `blend`: the two lists interleaved by rank (reciprocal rank fusion)."""
     if bundle is None:
-        return Feed([], "similar_unavailable", {"content": 1.0})
+        return Feed([], "similar_unavailable", {mode: 1.0})
     keep = filters.keep(catalog)
     product_id = catalog.frame["id"].iat[position]
-    positions, scores = bundle.neighbors("content", position)
-    reason = Reason("similar", product_id, f"similar to {product_id}")
-    items = [
-        Candidate(p, float(s), [reason])
-        for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
-        if p != position and (keep is None or keep(p))
-    ]
-    return Feed(items, "content_similarity", {"content": 1.0})
+    lists = []
+    if mode in ("content", "blend"):
+        positions, scores = bundle.neighbors("content", position)
+        reason = Reason("similar", product_id, f"similar to {product_id}")
+        lists.append(
+            [
+                Candidate(p, s, [reason])
+                for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
+            ]
+        )
+    if mode in ("also_viewed", "blend"):
+        lists.append(_also_viewed(catalog, bundle, position))
+    if len(lists) == 1:
+        items = lists[0]
+    else:  # reciprocal rank fusion: an item high in either list ranks high
+        fused: Source = {}
+        for ranked in lists:
+            for rank, candidate in enumerate(ranked):
+                for reason in candidate.reasons:
+                    add_candidate(fused, candidate.position, 0.0, reason)
+                fused[candidate.position].score += 1.0 / (RRF_K + rank)
+        items = _ranked(fused)
+    items = [c for c in items if c.position != position and (keep is None or keep(c.position))]
+    strategy = "content_similarity" if mode == "content" else mode
+    return Feed(items, strategy, {mode: 1.0})
+
+
+RRF_K = 60
+
+
+def _also_viewed(catalog: Catalog, bundle: ModelBundle, position: int) -> list[Candidate]:
+    """Session-kNN of a one-click session, then co-click and item-CF neighbours not in it."""
+    source: Source = {}
+    _add_session_neighbors(catalog, bundle, [position], source, SESSION_CANDIDATES)
+    ranked = _ranked(source)
+    product_id = catalog.frame["id"].iat[position]
+    for model in ("coclick", "cf"):
+        signal, text = NEIGHBOR_SIGNALS[model]
+        reason = Reason(signal, product_id, text.format(product_id))
+        positions, scores = bundle.neighbors(model, position)
+        taken = {c.position for c in ranked}
+        ranked += [
+            Candidate(p, s * 1e-3, [reason])  # after every session-kNN item
+            for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
+            if p not in taken
+        ]
+    return ranked
+
+
+def session_feed(
+    *,
+    catalog: Catalog,
+    bundle: ModelBundle | None,
+    trending: TrendingScores | None,
+    clicked: list[int],
+    n: int,
+    filters: Filters,
+    exclude_seen: bool,
+) -> Feed:
+    """Recommendations for one visit, no user needed: session-kNN over the visit's clicks
+    (catalog positions, oldest first), then the last click's co-click and item-CF neighbours,
+    then trending."""
+    keep = filters.keep(catalog)
+    exclude = set(clicked) if exclude_seen else set()
+    ranked: list[Candidate] = []
+    strategy = "session_no_models"
+    if bundle is not None and clicked:
+        strategy = "session_knn"
+        source: Source = {}
+        _add_session_neighbors(catalog, bundle, clicked, source, n + len(exclude))
+        ranked = _ranked(source)
+        last_id = catalog.frame["id"].iat[clicked[-1]]
+        for model in ("coclick", "cf"):
+            if len(ranked) >= n + len(exclude):
+                break
+            signal, text = NEIGHBOR_SIGNALS[model]
+            reason = Reason(signal, last_id, text.format(last_id))
+            positions, scores = bundle.neighbors(model, clicked[-1])
+            taken = {c.position for c in ranked}
+            ranked += [
+                Candidate(p, s * 1e-3, [reason])
+                for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
+                if p not in taken
+            ]
+    ranked = [c for c in ranked if c.position not in exclude and (keep is None or keep(c.position))]
+    if len(ranked) < n:  # a short or unknown visit: trending fills the page
+        taken = {c.position for c in ranked} | exclude
+        fill = trending_source(catalog, trending, n + len(taken), keep)
+        ranked += [
+            Candidate(c.position, c.score * 1e-6, c.reasons)
+            for c in _ranked(fill)
+            if c.position not in taken
+        ]
+    return Feed(ranked, strategy, {"session": 1.0})
 
 
 @dataclass

@@ -8,13 +8,16 @@ from pathlib import Path
 import numpy as np
 from usearch.index import Index
 
-from ml.artifacts import SYNONYMS_FILE, current_version_folder, load_version
-from ml.train_embeddings import INDEX_FILE, open_index
 from services import metrics
+from services.artifacts import SYNONYMS_FILE, current_version_folder, load_version
+from services.ranking import RANKER_FILE, Ranker
+from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
+from services.vector_index import INDEX_FILE, open_index
 
 logger = logging.getLogger(__name__)
 NEIGHBOR_MODELS = ("content", "cf", "coclick")
+DEFAULT_SESSION_KNN = SessionKnnParams()
 
 
 @dataclass
@@ -29,6 +32,8 @@ class ModelBundle:
     vector_index: Index | None  # memory-mapped HNSW over the product embeddings
     created_at: datetime
     query_rows: dict[str, int]  # popular query (lowercase) -> row of embedding_query_vectors
+    sessions: SessionIndex | None  # past sessions for session-kNN (artifact positions)
+    ranker: Ranker | None = None  # the learned home ranker, when the version has one
 
     def cached_query_vector(self, query: str) -> np.ndarray | None:
         """The query's embedding if training embedded it (a popular query), else None."""
@@ -46,6 +51,19 @@ class ModelBundle:
         start, end = indptr[position], indptr[position + 1]
         mapped = self.to_catalog[self.arrays[f"{model}_indices"][start:end]]
         scores = np.asarray(self.arrays[f"{model}_scores"][start:end])
+        keep = mapped >= 0
+        return mapped[keep], scores[keep]
+
+    def session_neighbors(
+        self, clicked_positions: list[int], params: SessionKnnParams = DEFAULT_SESSION_KNN
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog positions, scores) that session-kNN gives a session of these clicks (catalog
+        positions, oldest first), best first; the clicked products themselves included."""
+        if self.sessions is None or not clicked_positions:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        clicks = self.from_catalog[np.asarray(clicked_positions, np.int64)]
+        items, scores = session_knn_scores(self.sessions, clicks[clicks >= 0], params)
+        mapped = self.to_catalog[items]
         keep = mapped >= 0
         return mapped[keep], scores[keep]
 
@@ -105,6 +123,8 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
         vector_index,
         datetime.fromisoformat(manifest["created_at"]),
         {str(q): row for row, q in enumerate(arrays.get("embedding_query_texts", []))},
+        SessionIndex.from_arrays(arrays) if "sessions_session_indptr" in arrays else None,
+        Ranker(folder / RANKER_FILE) if (folder / RANKER_FILE).exists() else None,
     )
 
 
@@ -158,6 +178,8 @@ class ModelStore:
             "content": version,
             "collaborative": version,
             "co_click": version,
+            "session_knn": version if self.bundle and self.bundle.sessions else None,
+            "ranker": version if self.bundle and self.bundle.ranker else None,
             "embeddings": version if self.bundle and self.bundle.vector_index else None,
         }
 

@@ -111,3 +111,41 @@ def diverse_candidates(
         reason = Reason("explore", category, f"explore {category}")
         add_candidate(source, position, 1.0 / (1 + rank), reason)
     return source
+
+
+def mix(
+    ranked: list[Candidate],
+    diverse: list[Candidate],
+    *,
+    diverse_share: float,
+    max_per_sub_category: int,
+    sub_category: np.ndarray,
+    n: int,
+) -> list[Candidate]:
+    """The page the shopper sees: the ranked list with `diverse_share` of the first n slots
+    given to exploration picks (evenly spread, never the first slot), and no more than
+    `max_per_sub_category` items of one sub-category among them (the rest move down).
+
+    Returns all of `ranked` (and the diverse picks used), the first n mixed, then the rest.
+    """
+    per_sub: Counter[str] = Counter()
+    head: list[Candidate] = []
+    held_back: list[Candidate] = []
+    for candidate in ranked:
+        if len(head) >= n:
+            held_back.append(candidate)
+            continue
+        key = sub_category[candidate.position]
+        if per_sub[key] >= max_per_sub_category:
+            held_back.append(candidate)
+            continue
+        per_sub[key] += 1
+        head.append(candidate)
+    slots = int(round(diverse_share * n))
+    taken = {c.position for c in ranked}
+    picks = [c for c in diverse if c.position not in taken][:slots]
+    if picks:
+        step = max(2, n // len(picks))
+        for i, pick in enumerate(picks):
+            head.insert(min(len(head), step * (i + 1) - 1), pick)
+    return head[:n] + head[n:] + held_back

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from ml.train_content_model import TOKEN_PATTERN
 from services.models import ModelBundle
 from services.recommender import Reason, Source, add_candidate
 from services.synonyms import ExpandedQuery
 
+# Words as the TF-IDF vectorizer of the content model (ml/train_content_model.py) sees them.
+TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9\-]+\b"
 _TOKEN = re.compile(TOKEN_PATTERN)
 # A synonym is good evidence, but the words the shopper typed are better.
 SYNONYM_WEIGHT = 0.8

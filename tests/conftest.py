@@ -135,7 +135,7 @@ async def trained_catalog_version(server_url, template_database, tmp_path_factor
 def seeded_artifacts(settings, trained_catalog_version) -> Path:
     """The session's trained version copied into this test's artifacts folder and made current,
     before the app starts (use with pytest.mark.usefixtures)."""
-    from ml.artifacts import publish
+    from services.artifacts import publish
 
     folder = settings.artifacts_dir / trained_catalog_version.name
     shutil.copytree(trained_catalog_version, folder)

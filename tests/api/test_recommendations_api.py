@@ -214,7 +214,7 @@ async def test_trending_survives_restart_and_leads_new_user_feed(client, app, co
 
 
 async def test_single_model_training_carries_the_others_over(app, conn, settings):
-    from ml.artifacts import load_version
+    from services.artifacts import load_version
 
     full = await _train_and_load(app, conn, settings)
     only_coclick = await train(conn=conn, settings=settings, models=("coclick",))

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from main import refresh_models
-from ml.text_encoder import embed_query
 from ml.train import train
+from services.text_encoder import embed_query
 
 PROBLEM = "application/problem+json"
 pytestmark = pytest.mark.usefixtures("seeded_artifacts")

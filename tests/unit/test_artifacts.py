@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 
-from ml.artifacts import (
+from ml.train_content_model import fit_tfidf, similar_products
+from services.artifacts import (
     current_version_folder,
     load_version,
     publish,
     verify_checksums,
     write_version,
 )
-from ml.train_content_model import fit_tfidf, similar_products
-from ml.train_fp_growth import co_click_rules, session_transactions
-from ml.trending import popularity_prior
+from services.popularity import popularity_prior
 
 
 def test_save_load_round_trip(tmp_path):
@@ -60,19 +59,6 @@ def test_content_neighbours_prefer_same_kind():
     assert small["indices"][small["indptr"][0]] == 1
     assert small["indices"][small["indptr"][4]] == 0  # the TV finds the other Samsung
     assert len(vocabulary) == len(idf)
-
-
-def test_sessions_split_on_gap_and_rules_find_pairs():
-    users = np.array([0, 0, 0, 0, 1, 1, 2, 2])
-    items = np.array([1, 2, 3, 1, 1, 2, 1, 2])
-    times = np.array([0, 60, 10_000, 10_060, 0, 30, 0, 30], dtype=float)
-    transactions = session_transactions(users, items, times)
-    assert sorted(map(tuple, transactions)) == [(1, 2), (1, 2), (1, 2), (1, 3)]
-    triplet, rules = co_click_rules(
-        transactions, 4, min_support=0.5, min_confidence=0.5, min_lift=0
-    )
-    assert rules >= 2
-    assert list(triplet["indices"][triplet["indptr"][2] : triplet["indptr"][3]]) == [1]
 
 
 def test_popularity_prior():

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from ml import text_encoder
-from ml.train_embeddings import build_index, open_index, product_embeddings
+from ml.train_embeddings import build_index, product_embeddings
+from services import text_encoder
+from services.vector_index import open_index
 
 TEXTS = [
     "boAt Airdopes 141 Wireless Earbuds (Headphones)",

@@ -57,7 +57,7 @@ def write_version(
                     "numpy",
                     "scipy",
                     "scikit-learn",
-                    "mlxtend",
+                    "lightgbm",
                     "sentence-transformers",
                     "torch",
                     "usearch",

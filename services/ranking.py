@@ -1,0 +1,137 @@
+"""The learned home ranker: candidates from every source, one feature row per candidate, a
+LightGBM LambdaRank model to order them. Training (ml/train_ranker.py) calls these very functions
+on a past cut-off, so serving and training compute features the same way.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm
+import numpy as np
+
+from services.catalog import Catalog
+from services.recommender import Candidate, Reason, Source, add_candidate
+
+RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
+SOURCES = ("session", "coclick", "cf", "content", "search", "popular")
+POPULAR_CANDIDATES = 50
+FEATURES = (
+    *(f"{s}_score" for s in SOURCES),
+    *(f"{s}_rank" for s in SOURCES),
+    "sources",
+    "trending",
+    "catalog_popularity",
+    "log_clicks",
+    "rating",
+    "log_rating_count",
+    "discount_ratio",
+    "category_share",
+    "sub_category_share",
+    "same_sub_category_as_last",
+    "log_history",
+)
+NO_RANK = 1000.0
+
+
+@dataclass
+class UserHistory:
+    """What the ranker needs to know about one user, from the events read at request time."""
+
+    sequence: list[int]  # catalog positions of the latest clicks, oldest first
+    seen: set[int]  # every product clicked in the history window
+    category_share: dict[str, float]
+    sub_category_share: dict[str, float]
+    clicks: int
+
+
+def user_history(catalog: Catalog, clicked_newest_first: list[int], limit: int = 20):
+    counted = Counter(catalog.main_category[p] for p in clicked_newest_first)
+    sub_counted = Counter(catalog.sub_category[p] for p in clicked_newest_first)
+    total = max(len(clicked_newest_first), 1)
+    return UserHistory(
+        sequence=clicked_newest_first[:limit][::-1],
+        seen=set(clicked_newest_first),
+        category_share={k: v / total for k, v in counted.items()},
+        sub_category_share={k: v / total for k, v in sub_counted.items()},
+        clicks=len(clicked_newest_first),
+    )
+
+
+def popular_source(boost: np.ndarray, boost_order: np.ndarray, signal: str, n: int) -> Source:
+    source: Source = {}
+    text = "trending now" if signal == "trending" else "popular in the catalog"
+    for position in boost_order[:n].tolist():
+        if boost[position] > 0:
+            add_candidate(source, position, float(boost[position]), Reason(signal, None, text))
+    return source
+
+
+def feature_rows(
+    catalog: Catalog,
+    sources: dict[str, Source],
+    history: UserHistory,
+    boost: np.ndarray,
+    log_clicks: np.ndarray | None,
+) -> tuple[list[Candidate], np.ndarray]:
+    """One candidate per product found by any source (seen products left out) and its features
+    in FEATURES order."""
+    merged: dict[int, Candidate] = {}
+    for source in sources.values():
+        for position, candidate in source.items():
+            if position in history.seen:
+                continue
+            found = merged.setdefault(position, Candidate(position, 0.0, []))
+            found.reasons.extend(r for r in candidate.reasons if r not in found.reasons)
+    positions = np.fromiter(merged, np.int64, len(merged))
+    columns: dict[str, np.ndarray] = {}
+    for name in SOURCES:
+        source = sources.get(name, {})
+        scores = np.zeros(len(positions))
+        ranks = np.full(len(positions), NO_RANK)
+        if source:
+            ordered = sorted(source.values(), key=lambda c: (-c.score, c.position))
+            top = ordered[0].score or 1.0
+            rank_of = {c.position: r for r, c in enumerate(ordered)}
+            score_of = {c.position: c.score / top for c in ordered}
+            for row, position in enumerate(positions.tolist()):
+                if position in rank_of:
+                    scores[row] = score_of[position]
+                    ranks[row] = rank_of[position]
+        columns[f"{name}_score"] = scores
+        columns[f"{name}_rank"] = ranks
+    columns["sources"] = sum((columns[f"{s}_rank"] < NO_RANK).astype(float) for s in SOURCES)
+    columns["trending"] = boost[positions]
+    columns["catalog_popularity"] = catalog.popularity[positions]
+    columns["log_clicks"] = (
+        log_clicks[positions] if log_clicks is not None else np.zeros(len(positions))
+    )
+    columns["rating"] = catalog.rating[positions]
+    columns["log_rating_count"] = catalog.log_rating_count[positions]
+    columns["discount_ratio"] = catalog.discount[positions]
+    main = catalog.main_category[positions]
+    sub = catalog.sub_category[positions]
+    columns["category_share"] = np.array([history.category_share.get(c, 0.0) for c in main])
+    columns["sub_category_share"] = np.array([history.sub_category_share.get(c, 0.0) for c in sub])
+    last_sub = catalog.sub_category[history.sequence[-1]] if history.sequence else None
+    columns["same_sub_category_as_last"] = (sub == last_sub).astype(float)
+    columns["log_history"] = np.full(len(positions), np.log1p(history.clicks))
+    matrix = np.column_stack([columns[f] for f in FEATURES]) if len(positions) else None
+    return list(merged.values()), (matrix if matrix is not None else np.zeros((0, len(FEATURES))))
+
+
+class Ranker:
+    """A trained LambdaRank booster, read from its text file."""
+
+    def __init__(self, path: Path):
+        self.booster = lightgbm.Booster(model_file=str(path))
+        if self.booster.num_feature() != len(FEATURES):
+            raise ValueError(f"{path}: ranker has {self.booster.num_feature()} features")
+
+    def rank(self, candidates: list[Candidate], features: np.ndarray) -> list[Candidate]:
+        if not candidates:
+            return []
+        scores = self.booster.predict(features, num_threads=1)
+        for candidate, score in zip(candidates, scores.tolist(), strict=True):
+            candidate.score = float(score)
+        return sorted(candidates, key=lambda c: (-c.score, c.position))
