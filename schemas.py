@@ -175,6 +175,25 @@ class HomeQuery(RecommendationQuery):
     exclude_seen: bool = Field(default=True, description="Leave out products clicked recently.")
 
 
+class SimilarQuery(RecommendationQuery):
+    mode: Literal["content", "also_viewed", "blend"] = Field(
+        default="content",
+        description="content: TF-IDF similarity of name and sub-category (the default); "
+        "also_viewed: what shoppers who clicked this product clicked next (session-kNN, then "
+        "co-click and item-CF); blend: both lists fused by rank.",
+    )
+
+
+class SessionQuery(RecommendationQuery):
+    product_ids: list[ProductId] = Field(
+        min_length=1,
+        max_length=50,
+        description="Products viewed in this visit, oldest first (repeat the parameter: "
+        "product_ids=A&product_ids=B). No user id needed.",
+    )
+    exclude_seen: bool = Field(default=True, description="Leave out the products given.")
+
+
 class SearchQuery(RecommendationQuery):
     q: SearchText
     user_id: UserId | None = Field(

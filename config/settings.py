@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     weight_search: float = Field(default=0.4, ge=0)
     weight_diverse: float = Field(default=0.1, ge=0)
     trending_boost: float = Field(default=0.1, ge=0)
+    # learned: LightGBM LambdaRank over every source (when the version has one); weighted: the
+    # merge above. The learned feed keeps WEIGHT_DIVERSE's share of exploration slots.
+    home_ranker: Literal["learned", "weighted"] = "learned"
+    home_max_per_sub_category: int = Field(default=4, ge=1)  # on a page of the learned feed
+    ranker_label_days: float = Field(
+        default=7, gt=0
+    )  # labels: clicks in the N days after a cut-off
+    ranker_cutoffs: int = Field(default=4, ge=1)  # cut-offs, a label window apart, to learn from
+    ranker_max_users: int = Field(default=5000, ge=1)  # users sampled to train it
     history_days: int = Field(default=30, ge=1)
 
     # Search: synonyms (Solr format) are copied into each artifact version by training.

@@ -32,9 +32,10 @@ from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from ml.evaluate_sessions import evaluate_sessions, load_sessions
 from ml.evaluate_sessions import markdown as sessions_markdown
-from ml.train import MODELS, previous_embeddings, train_arrays
+from ml.train import MODELS, previous_embeddings, train_arrays, train_ranker_file
 from ml.train_collaborative import interaction_matrix
 from ml.train_ease import fit_ease
+from ml.train_ranker import history_events, trending_at
 from ml.train_sessions import SESSION_GAP_SECONDS
 from services.artifacts import SYNONYMS_FILE, current_version_folder, write_version
 from services.catalog import Catalog
@@ -49,8 +50,9 @@ from services.feeds import (
     search_feed,
     similar_feed,
 )
-from services.models import TrendingScores, load_bundle
+from services.models import load_bundle
 from services.popularity import popularity_prior
+from services.ranking import RANKER_FILE
 from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
 from services.vector_index import INDEX_FILE
@@ -153,32 +155,6 @@ def temporal_split(events: pd.DataFrame, test_days: float) -> Split:
     )
 
 
-def trending_at(catalog: Catalog, clicks: pd.DataFrame, cutoff: datetime, rate: float):
-    """Trending scores as the hourly job would have had them at the cut-off."""
-    age_hours = (cutoff.timestamp() - clicks["epoch"].to_numpy()) / 3600
-    positions = pd.Index(catalog.frame["id"]).get_indexer(clicks["product_id"])
-    known = positions >= 0
-    scores = np.bincount(
-        positions[known], weights=np.power(rate, age_hours[known]), minlength=len(catalog)
-    )
-    top = scores.max() if len(scores) else 0.0
-    return TrendingScores(cutoff, (scores / top if top > 0 else scores).astype(np.float32))
-
-
-def _history(user_events: pd.DataFrame) -> list[dict]:
-    """A user's events as the request path reads them: newest first, datetimes."""
-    rows = user_events.sort_values("epoch", ascending=False)
-    return [
-        {
-            "event_type": r.event_type,
-            "product_id": r.product_id or None,
-            "query": r.query or None,
-            "timestamp": datetime.fromtimestamp(r.epoch, UTC),
-        }
-        for r in rows.itertuples()
-    ]
-
-
 def evaluate(
     *,
     catalog_frame: pd.DataFrame,
@@ -202,7 +178,7 @@ def evaluate(
         ),
     )
     with tempfile.TemporaryDirectory(prefix="evaluation-") as work:
-        bundle = _train_bundle(catalog, split, settings, Path(work), progress)
+        bundle, ranking = _train_bundle(catalog, split, settings, Path(work), progress)
         trending = trending_at(catalog, train_clicks, split.cutoff, settings.trending_decay_rate)
         counts = np.bincount(
             pd.Index(catalog.frame["id"]).get_indexer(train_clicks["product_id"]).clip(0),
@@ -214,6 +190,15 @@ def evaluate(
             "train_events": len(split.train),
             "test_events": len(split.test),
             "products": len(catalog),
+            "ranker": {
+                "trained": ranking.booster is not None,
+                "skipped_because": ranking.reason,
+                "users": ranking.users,
+                "rows": ranking.rows,
+                "positives": ranking.positives,
+                # Share of the ranker's training users whose later clicks any source found.
+                "candidate_recall": round(ranking.candidate_recall, 3),
+            },
         }
         sections = {
             "home": lambda: _evaluate_home(
@@ -254,8 +239,13 @@ def _train_bundle(catalog: Catalog, split: Split, settings: Settings, work: Path
     files = {SYNONYMS_FILE: settings.synonyms_path}
     if "embeddings" in models:
         files[INDEX_FILE] = work / INDEX_FILE
+    ranking = train_ranker_file(
+        catalog.frame, split.train, settings, split.cutoff, arrays, work / RANKER_FILE
+    )
+    if ranking.booster is not None:
+        files[RANKER_FILE] = work / RANKER_FILE
     folder = write_version(work, arrays, inputs={}, files=files)
-    return load_bundle(folder, len(catalog), catalog.position_of)
+    return load_bundle(folder, len(catalog), catalog.position_of), ranking
 
 
 def _test_users(split: Split, max_users: int, seed: int) -> list[str]:
@@ -276,7 +266,13 @@ def _evaluate_home(
     )
     test_clicks = split.test[split.test["event_type"] == "product_click"]
     truth_by_user = test_clicks.groupby("user_id")["product_id"].agg(set).to_dict()
-    variants = {f"hybrid {w}": w for w in WEIGHT_GRID}
+    variants = {f"weighted {w}": ("weighted", w) for w in WEIGHT_GRID}
+    if bundle.ranker is not None:
+        default = (settings.weight_clicked, settings.weight_search, settings.weight_diverse)
+        variants = {
+            f"learned ranker {default}": ("learned", default),
+            f"learned ranker {default[:2] + (0.0,)}": ("learned", default[:2] + (0.0,)),
+        } | variants
     singles = (
         ("content", "content"),
         ("co_click", "coclick"),
@@ -290,7 +286,7 @@ def _evaluate_home(
     by_trending = np.argsort(-trending.scores)  # once, not per user
     ease = _fit_ease(catalog, split.train[split.train["epoch"] >= history_start])
     for user in tqdm(users, desc="home", disable=not progress):
-        history = _history(train_by_user.get(user, pd.DataFrame(columns=split.train.columns)))
+        history = history_events(train_by_user.get(user, pd.DataFrame(columns=split.train.columns)))
         seen = {catalog.position_of.get(e["product_id"]) for e in history if e["product_id"]}
         relevant = {catalog.position_of[p] for p in truth_by_user[user] if p in catalog.position_of}
         relevant -= seen  # the feed leaves out what was clicked already: predict the new clicks
@@ -309,7 +305,7 @@ def _evaluate_home(
         ease_items, _ = ease.scores(np.fromiter(seen - {None}, np.int64))
         ranked = [int(p) for p in ease_items[: K + len(seen)] if p not in seen]
         scores["EASE (baseline)"].add(ranked[:K], relevant, catalog, click_share)
-        for name, (clicked, searched, diverse) in variants.items():
+        for name, (ranker, (clicked, searched, diverse)) in variants.items():
             feed = home_feed(
                 catalog=catalog,
                 bundle=bundle,
@@ -322,6 +318,8 @@ def _evaluate_home(
                 filters=Filters(),
                 exclude_seen=True,
                 now=split.cutoff,
+                ranker=ranker,
+                max_per_sub_category=settings.home_max_per_sub_category,
             )
             scores[name].add([c.position for c in feed.items[:K]], relevant, catalog, click_share)
     return {name: s.summary(len(catalog)) for name, s in scores.items()}
@@ -436,6 +434,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"Temporal split at {report['cutoff']}: {report['train_events']:,} training events, "
         f"{report['test_events']:,} test events, {report['products']:,} products.",
+        "",
+        "Ranker: " + ", ".join(f"{k} {v}" for k, v in report.get("ranker", {}).items()),
         "",
     ]
     for section in ("home", "similar", "search"):

@@ -40,6 +40,7 @@ from ml.train_embeddings import (
     query_embeddings,
 )
 from ml.train_profiles import build_profiles
+from ml.train_ranker import RankerExamples, RankerTraining, fit_ranker, ranker_examples
 from ml.train_sessions import session_index, split_sessions
 from services.artifacts import (
     SYNONYMS_FILE,
@@ -49,6 +50,10 @@ from services.artifacts import (
     verify_checksums,
     write_version,
 )
+from services.catalog import Catalog
+from services.models import bundle_from_arrays
+from services.popularity import popularity_prior
+from services.ranking import RANKER_FILE, Ranker
 from services.synonyms import Synonyms
 from services.text_encoder import EMBEDDING_DIM
 from services.vector_index import INDEX_FILE, open_index
@@ -160,6 +165,10 @@ def train_arrays(
             counts["sessions"] = len(sessions["sessions_session_indptr"]) - 1
             if "sessions" in models:
                 arrays |= sessions
+                # Clicks per product in the window: a feature of the home ranker.
+                arrays["sessions_log_clicks"] = np.log1p(
+                    np.bincount(item_positions, minlength=n_items)
+                ).astype(np.float32)
             seconds["sessions"] = time.perf_counter() - started
             bar.update()
         if "coclick" in models:
@@ -246,6 +255,69 @@ def _content_arrays(
     return arrays
 
 
+def train_ranker_file(
+    catalog_frame: pd.DataFrame,
+    events: pd.DataFrame,
+    settings: Settings,
+    now: datetime,
+    arrays: dict[str, np.ndarray],
+    path: Path,
+) -> RankerTraining:
+    """Fit the home ranker (ml/train_ranker.py) and write it to `path` when there is enough data.
+    At each cut-off the sources it learns from are refitted on the events before it; the content
+    model does not depend on events and is taken from `arrays`."""
+    catalog = Catalog(
+        catalog_frame,
+        popularity_prior(
+            catalog_frame["ratings"].to_numpy(), catalog_frame["no_of_ratings"].to_numpy()
+        ),
+    )
+    examples = RankerExamples()
+    for step in range(1, settings.ranker_cutoffs + 1):
+        cutoff = now - timedelta(days=step * settings.ranker_label_days)
+        before = events[events["epoch"] < cutoff.timestamp()]
+        after = events[
+            (events["epoch"] >= cutoff.timestamp())
+            & (events["epoch"] < cutoff.timestamp() + settings.ranker_label_days * 86400)
+        ]
+        before_clicks = before[
+            (before["event_type"] == "product_click")
+            & (before["epoch"] >= cutoff.timestamp() - settings.training_window_days * 86400)
+        ]
+        if before_clicks.empty:
+            break
+        source_arrays, _, _ = train_arrays(
+            catalog_frame, before_clicks, settings, cutoff, models=("cf", "coclick", "sessions")
+        )
+        source_arrays |= {k: v for k, v in arrays.items() if k.startswith(("content_", "tfidf_"))}
+        bundle = bundle_from_arrays(
+            source_arrays,
+            len(catalog),
+            catalog.position_of,
+            version=f"ranker-training-{step}",
+            folder=path.parent,
+            created_at=cutoff,
+            synonyms=Synonyms({}),
+        )
+        examples.extend(
+            ranker_examples(
+                catalog=catalog,
+                bundle=bundle,
+                before=before,
+                after=after,
+                cutoff=cutoff,
+                history_days=settings.history_days,
+                trending_rate=settings.trending_decay_rate,
+                max_users=settings.ranker_max_users,
+                seed=step,
+            )
+        )
+    result = fit_ranker(examples)
+    if result.booster is not None:
+        result.booster.save_model(str(path))
+    return result
+
+
 def reusable_arrays(
     folder: Path | None, product_ids: np.ndarray, models: tuple[str, ...]
 ) -> tuple[dict[str, np.ndarray], dict[str, Path]] | None:
@@ -324,6 +396,8 @@ def validate_version(folder: Path, expected_products: int) -> None:
     if query_texts is not None and len(query_texts) != len(arrays["embedding_query_vectors"]):
         raise ValueError("query embeddings do not match their texts")
     Synonyms.load(folder / SYNONYMS_FILE)
+    if (folder / RANKER_FILE).exists():
+        Ranker(folder / RANKER_FILE)  # loads, and has the features serving computes
 
 
 def prune_old_versions(root: Path, keep: int) -> None:
@@ -354,6 +428,7 @@ async def train(
         (events["event_type"] == "product_click")
         & (events["epoch"] >= now.timestamp() - settings.training_window_days * 86400)
     ]
+    all_events = events
     events = events[events["epoch"] >= now.timestamp() - settings.history_days * 86400]
     load_seconds = time.perf_counter() - started
     if catalog.empty:
@@ -387,6 +462,16 @@ async def train(
         )
         seconds["load"] = load_seconds
         new_files = {INDEX_FILE: index_path} if "embeddings" in models else {}
+        started_ranker = time.perf_counter()
+        ranker_path = Path(work) / RANKER_FILE
+        ranking = await asyncio.to_thread(
+            train_ranker_file, catalog, all_events, settings, now, carried | arrays, ranker_path
+        )
+        seconds["ranker"] = time.perf_counter() - started_ranker
+        counts["ranker_users"] = ranking.users
+        counts["ranker_rows"] = ranking.rows
+        if ranking.booster is not None:
+            new_files[RANKER_FILE] = ranker_path
         folder = write_version(
             settings.artifacts_dir,
             carried | arrays,
@@ -395,6 +480,8 @@ async def train(
             extra={
                 "trained": list(models),
                 "carried_over_from": previous.name if carried else None,
+                "ranker": "lightgbm-lambdarank" if ranking.booster else None,
+                "ranker_skipped_because": ranking.reason,
                 "training_seconds": seconds,
                 **counts,
             },

@@ -18,6 +18,8 @@ from schemas import (
     RecommendationsOut,
     SearchOut,
     SearchQuery,
+    SessionQuery,
+    SimilarQuery,
 )
 from services.feeds import (
     Feed,
@@ -25,6 +27,7 @@ from services.feeds import (
     SearchSettings,
     home_feed,
     search_feed,
+    session_feed,
     similar_feed,
 )
 from services.text_encoder import embed_query
@@ -98,6 +101,8 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
         filters=_filters(query),
         exclude_seen=query.exclude_seen,
         now=now,
+        ranker=settings.home_ranker,
+        max_per_sub_category=settings.home_max_per_sub_category,
     )
     return _response(request, feed, query)
 
@@ -111,9 +116,9 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
 async def similar_products(
     request: Request,
     product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)],
-    query: Annotated[RecommendationQuery, Query()],
+    query: Annotated[SimilarQuery, Query()],
 ):
-    """Products most similar to this one (TF-IDF on name and sub-category)."""
+    """Products like this one: TF-IDF similar (default), also viewed, or a blend of the two."""
     catalog = request.app.state.catalog
     position = catalog.position_of.get(product_id)
     if position is None:
@@ -125,6 +130,36 @@ async def similar_products(
         bundle=request.app.state.models.bundle,
         position=position,
         filters=_filters(query),
+        mode=query.mode,
+    )
+    return _response(request, feed, query)
+
+
+@router.get(
+    "/session",
+    response_model=RecommendationsOut,
+    responses=PROBLEMS,
+    name="recommendations:session",
+)
+async def session(request: Request, query: Annotated[SessionQuery, Query()]):
+    """Recommendations for an anonymous visit from the products viewed in it (session-kNN)."""
+    catalog = request.app.state.catalog
+    unknown = [p for p in query.product_ids if p not in catalog.position_of]
+    if len(unknown) == len(query.product_ids):
+        raise ProblemError(
+            404,
+            f"none of the products is in the catalog: {unknown[:5]}",
+            problem_type="unknown-product",
+        )
+    clicked = [catalog.position_of[p] for p in query.product_ids if p in catalog.position_of]
+    feed = session_feed(
+        catalog=catalog,
+        bundle=request.app.state.models.bundle,
+        trending=request.app.state.trending,
+        clicked=clicked,
+        n=query.offset + query.limit,
+        filters=_filters(query),
+        exclude_seen=query.exclude_seen,
     )
     return _response(request, feed, query)
 

@@ -19,6 +19,8 @@ class Catalog:
     rating: np.ndarray = field(init=False)
     log_rating_count: np.ndarray = field(init=False)
     discount: np.ndarray = field(init=False)
+    price_tier: np.ndarray = field(init=False)
+    brand: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
     _columns: dict[str, list] = field(init=False, repr=False)
 
@@ -34,6 +36,16 @@ class Catalog:
             np.nan_to_num(self.frame["no_of_ratings"].to_numpy(dtype=float), nan=0.0)
         )
         self.discount = np.nan_to_num(self.frame["discount_ratio"].to_numpy(dtype=float), nan=0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_price = np.log(np.where(self.price > 0, self.price, np.nan).astype(float))
+        # Price tier: log price against the sub-category's median (a cheap phone and a cheap
+        # case are both "cheap"); nan without a price.
+        median = pd.Series(log_price).groupby(self.sub_category).transform("median").to_numpy()
+        self.price_tier = log_price - median
+        # The first word of the name: the brand on most listings ("boAt Airdopes 141 ...").
+        self.brand = (
+            self.frame["name"].str.split(n=1).str[0].str.lower().fillna("").to_numpy(dtype=object)
+        )
         # Plain Python values per column: a response reads 20 rows, and pandas' row access
         # (iloc -> Series) cost more than building the rest of the response.
         self._columns = {

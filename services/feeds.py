@@ -75,6 +75,8 @@ class RankingTables:
     boost_order: np.ndarray  # positions by boost, best first
     value: np.ndarray  # discount ratio of well-rated products, 0 elsewhere
     value_order: np.ndarray
+    # Per sub-category and per main category: its products by boost, best first (top few).
+    top_in_group: dict[str, np.ndarray]
 
 
 _tables_cache: dict[tuple, RankingTables] = {}
@@ -94,16 +96,36 @@ def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> Ranking
         counts = np.nan_to_num(catalog.frame["no_of_ratings"].to_numpy())
         ratio = np.nan_to_num(catalog.frame["discount_ratio"].to_numpy(), nan=0.0)
         value = np.where((ratings >= 4.0) & (counts >= 50), ratio, 0.0)
+        boost_order = np.argsort(-boost, kind="stable")
         tables = RankingTables(
             boost,
             signal,
-            np.argsort(-boost, kind="stable"),
+            boost_order,
             value,
             np.argsort(-value, kind="stable"),
+            _top_per_group(boost_order, catalog.sub_category)
+            | _top_per_group(boost_order, catalog.main_category),
         )
         _tables_cache.clear()  # only the latest tables are worth keeping
         _tables_cache[key] = tables
     return tables
+
+
+TOP_IN_GROUP = 50
+
+
+def _top_per_group(order: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """The first TOP_IN_GROUP positions of `order` in each group (one pass, no per-item Python
+    beyond the sort)."""
+    grouped = groups[order]
+    by_group = np.argsort(grouped, kind="stable")  # stable: keeps the boost order inside a group
+    sorted_groups = grouped[by_group]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
+    ends = np.r_[starts[1:], len(sorted_groups)]
+    return {
+        sorted_groups[start]: order[by_group[start : min(end, start + TOP_IN_GROUP)]]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
 
 
 def _top(values: np.ndarray, order: np.ndarray, n: int, keep) -> list[int]:
@@ -369,7 +391,7 @@ def home_feed(
         tables = ranking_tables(catalog, trending)
         sources = ranker_sources(catalog, bundle, tables, clicks, queries, history)
         candidates, features = feature_rows(
-            catalog, sources, history, tables.boost, bundle.arrays.get("sessions_log_clicks")
+            catalog, sources, history, tables.boost, bundle.arrays.get("catalog_log_clicks")
         )
         ranked = [
             c for c in bundle.ranker.rank(candidates, features) if keep is None or keep(c.position)
@@ -440,7 +462,24 @@ def ranker_sources(
     sources["popular"] = popular_source(
         tables.boost, tables.boost_order, tables.boost_signal, POPULAR_CANDIDATES
     )
+    sources["category_popular"] = category_popular_source(tables, history)
     return sources
+
+
+def category_popular_source(tables: RankingTables, history: UserHistory) -> Source:
+    """The most popular products of the user's favourite sub-categories and main categories,
+    scored by popularity x the category's share of the user's clicks."""
+    source: Source = {}
+    for shares in (history.sub_category_share, history.category_share):
+        favourites = sorted(shares.items(), key=lambda kv: -kv[1])[:FAVOURITE_CATEGORIES]
+        for group, share in favourites:
+            reason = Reason("category_popular", group, f"popular in {group}")
+            for position in tables.top_in_group.get(group, np.zeros(0, np.int64)).tolist():
+                add_candidate(source, position, share * float(tables.boost[position]), reason)
+    return source
+
+
+FAVOURITE_CATEGORIES = 3
 
 
 SIMILAR_MODES = ("content", "also_viewed", "blend")

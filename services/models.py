@@ -98,6 +98,34 @@ def user_profile(bundle: ModelBundle, user_id: str) -> dict[str, dict[str, float
 
 def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
     manifest, arrays = load_version(folder)
+    synonyms_file = folder / SYNONYMS_FILE
+    index_file = folder / INDEX_FILE
+    return bundle_from_arrays(
+        arrays,
+        catalog_size,
+        position_of,
+        version=manifest["version"],
+        folder=folder,
+        created_at=datetime.fromisoformat(manifest["created_at"]),
+        synonyms=Synonyms.load(synonyms_file) if synonyms_file.exists() else Synonyms({}),
+        vector_index=open_index(index_file) if index_file.exists() else None,
+        ranker=Ranker(folder / RANKER_FILE) if (folder / RANKER_FILE).exists() else None,
+    )
+
+
+def bundle_from_arrays(
+    arrays: dict[str, np.ndarray],
+    catalog_size: int,
+    position_of: dict[str, int],
+    *,
+    version: str,
+    folder: Path,
+    created_at: datetime,
+    synonyms: Synonyms,
+    vector_index: Index | None = None,
+    ranker: Ranker | None = None,
+) -> ModelBundle:
+    """A bundle over arrays in memory or mapped from a version folder."""
     product_ids = arrays["product_ids"]
     to_catalog = np.fromiter(
         (position_of.get(str(pid), -1) for pid in product_ids),
@@ -107,13 +135,13 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
     from_catalog = np.full(catalog_size, -1, dtype=np.int64)
     present = to_catalog >= 0
     from_catalog[to_catalog[present]] = np.flatnonzero(present)
+    if "sessions_log_clicks" in arrays:  # in catalog order, as the ranker's features read it
+        log_clicks = np.zeros(catalog_size, np.float32)
+        log_clicks[to_catalog[present]] = arrays["sessions_log_clicks"][present]
+        arrays = arrays | {"catalog_log_clicks": log_clicks}
     vocabulary = {str(term): column for column, term in enumerate(arrays["tfidf_vocabulary"])}
-    synonyms_file = folder / SYNONYMS_FILE
-    synonyms = Synonyms.load(synonyms_file) if synonyms_file.exists() else Synonyms({})
-    index_file = folder / INDEX_FILE
-    vector_index = open_index(index_file) if index_file.exists() else None
     return ModelBundle(
-        manifest["version"],
+        version,
         folder,
         arrays,
         to_catalog,
@@ -121,10 +149,10 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
         vocabulary,
         synonyms,
         vector_index,
-        datetime.fromisoformat(manifest["created_at"]),
+        created_at,
         {str(q): row for row, q in enumerate(arrays.get("embedding_query_texts", []))},
         SessionIndex.from_arrays(arrays) if "sessions_session_indptr" in arrays else None,
-        Ranker(folder / RANKER_FILE) if (folder / RANKER_FILE).exists() else None,
+        ranker,
     )
 
 

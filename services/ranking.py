@@ -14,7 +14,7 @@ from services.catalog import Catalog
 from services.recommender import Candidate, Reason, Source, add_candidate
 
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
-SOURCES = ("session", "coclick", "cf", "content", "search", "popular")
+SOURCES = ("session", "coclick", "cf", "content", "search", "popular", "category_popular")
 POPULAR_CANDIDATES = 50
 FEATURES = (
     *(f"{s}_score" for s in SOURCES),
@@ -23,12 +23,15 @@ FEATURES = (
     "trending",
     "catalog_popularity",
     "log_clicks",
+    "sub_category_click_share",
     "rating",
     "log_rating_count",
     "discount_ratio",
     "category_share",
     "sub_category_share",
     "same_sub_category_as_last",
+    "brand_share",
+    "price_distance",
     "log_history",
 )
 NO_RANK = 1000.0
@@ -42,18 +45,27 @@ class UserHistory:
     seen: set[int]  # every product clicked in the history window
     category_share: dict[str, float]
     sub_category_share: dict[str, float]
+    brand_share: dict[str, float]
+    price_tier: float  # mean price tier of the clicked products (nan: no price known)
     clicks: int
 
 
 def user_history(catalog: Catalog, clicked_newest_first: list[int], limit: int = 20):
-    counted = Counter(catalog.main_category[p] for p in clicked_newest_first)
-    sub_counted = Counter(catalog.sub_category[p] for p in clicked_newest_first)
+    """The user's click history summarised for the ranker (clicks newest first)."""
     total = max(len(clicked_newest_first), 1)
+
+    def shares(values: np.ndarray) -> dict[str, float]:
+        return {k: v / total for k, v in Counter(values[p] for p in clicked_newest_first).items()}
+
+    tiers = catalog.price_tier[clicked_newest_first] if clicked_newest_first else np.zeros(0)
+    tiers = tiers[~np.isnan(tiers)]
     return UserHistory(
         sequence=clicked_newest_first[:limit][::-1],
         seen=set(clicked_newest_first),
-        category_share={k: v / total for k, v in counted.items()},
-        sub_category_share={k: v / total for k, v in sub_counted.items()},
+        category_share=shares(catalog.main_category),
+        sub_category_share=shares(catalog.sub_category),
+        brand_share=shares(catalog.brand),
+        price_tier=float(tiers.mean()) if len(tiers) else float("nan"),
         clicks=len(clicked_newest_first),
     )
 
@@ -106,6 +118,11 @@ def feature_rows(
     columns["log_clicks"] = (
         log_clicks[positions] if log_clicks is not None else np.zeros(len(positions))
     )
+    columns["sub_category_click_share"] = (
+        sub_category_click_share(catalog, log_clicks)[positions]
+        if log_clicks is not None
+        else np.zeros(len(positions))
+    )
     columns["rating"] = catalog.rating[positions]
     columns["log_rating_count"] = catalog.log_rating_count[positions]
     columns["discount_ratio"] = catalog.discount[positions]
@@ -115,9 +132,33 @@ def feature_rows(
     columns["sub_category_share"] = np.array([history.sub_category_share.get(c, 0.0) for c in sub])
     last_sub = catalog.sub_category[history.sequence[-1]] if history.sequence else None
     columns["same_sub_category_as_last"] = (sub == last_sub).astype(float)
+    columns["brand_share"] = np.array(
+        [history.brand_share.get(b, 0.0) for b in catalog.brand[positions]]
+    )
+    # How far the price tier is from what the user usually looks at (-1: unknown).
+    distance = np.abs(catalog.price_tier[positions] - history.price_tier)
+    columns["price_distance"] = np.where(np.isnan(distance), -1.0, distance)
     columns["log_history"] = np.full(len(positions), np.log1p(history.clicks))
     matrix = np.column_stack([columns[f] for f in FEATURES]) if len(positions) else None
     return list(merged.values()), (matrix if matrix is not None else np.zeros((0, len(FEATURES))))
+
+
+_share_cache: dict[tuple[int, int], np.ndarray] = {}
+
+
+def sub_category_click_share(catalog: Catalog, log_clicks: np.ndarray) -> np.ndarray:
+    """Each product's share of its sub-category's clicks (the bestseller rank within a shelf),
+    computed once per catalog and model version."""
+    key = (id(catalog), id(log_clicks))
+    share = _share_cache.get(key)
+    if share is None:
+        clicks = np.expm1(np.asarray(log_clicks, np.float64))
+        _, group = np.unique(catalog.sub_category.astype(str), return_inverse=True)
+        totals = np.bincount(group, weights=clicks)
+        share = np.where(totals[group] > 0, clicks / np.maximum(totals[group], 1e-9), 0.0)
+        _share_cache.clear()  # only the serving version's is worth keeping
+        _share_cache[key] = share
+    return share
 
 
 class Ranker:

@@ -1,6 +1,7 @@
 """Recommendation endpoints on the small generated catalog, with models trained for real."""
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -252,3 +253,72 @@ async def test_daily_profile_steers_exploration_away_from_known_categories(
         r["anchor"] for i in body["items"] for r in i["reasons"] if r["signal"] == "explore"
     ]
     assert explored and "tv, audio & cameras" not in explored
+
+
+async def _click_sessions(client, sessions: dict[str, list[str]], start: datetime):
+    events = [
+        {
+            "user_id": user,
+            "event_type": "product_click",
+            "product_id": product,
+            "timestamp": (start + timedelta(minutes=n)).isoformat(),
+        }
+        for user, products in sessions.items()
+        for n, product in enumerate(products)
+    ]
+    await _post(client, events)
+
+
+async def test_anonymous_visit_follows_the_planted_session(client, app, conn, settings):
+    shoes = await _ids(conn, "Running", 40)
+    a, b, planted_next = shoes[0], shoes[1], shoes[2]
+    start = datetime.now(UTC) - timedelta(days=2)
+    # 12 shoppers went a -> b -> planted_next; others looked at a or b with something random.
+    sessions = {f"planted_{u}": [a, b, planted_next] for u in range(12)}
+    sessions |= {f"noise_{u}": [[a, b][u % 2], shoes[10 + u]] for u in range(20)}
+    await _click_sessions(client, sessions, start)
+    await _train_and_load(app, conn, settings)
+    response = await client.get("/recommendations/session", params={"product_ids": [a, b]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ids = [i["id"] for i in body["items"]]
+    assert body["strategy"] == "session_knn" and ids[0] == planted_next
+    assert a not in ids and b not in ids  # what the visitor has seen is left out
+    assert body["items"][0]["reasons"][0]["signal"] == "session"
+    kept = await client.get(
+        "/recommendations/session", params={"product_ids": [a, b], "exclude_seen": "false"}
+    )
+    assert {a, b} & {i["id"] for i in kept.json()["items"]}
+    also = await client.get(f"/recommendations/product/{b}", params={"mode": "also_viewed"})
+    assert also.json()["strategy"] == "also_viewed"
+    assert also.json()["items"][0]["id"] in (a, planted_next)
+    assert b not in [i["id"] for i in also.json()["items"]]
+    unknown = await client.get("/recommendations/session", params={"product_ids": ["ZZZZZZZZZZ"]})
+    assert unknown.status_code == 404
+    bad = await client.get("/recommendations/session", params={"product_ids": ["nope"]})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    bad_mode = await client.get(f"/recommendations/product/{b}", params={"mode": "magic"})
+    assert bad_mode.status_code == 422
+
+
+async def test_every_clicked_product_is_excluded_over_a_long_page(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    clicked = await _ids(conn, "Smartphones", 30)
+    start = datetime.now(UTC) - timedelta(hours=5)
+    await _click_sessions(client, {"collector": clicked}, start)
+    params = {"user_id": "collector", "limit": 100}
+    body = (await client.get("/recommendations/home", params=params)).json()
+    ids = [i["id"] for i in body["items"]]
+    assert len(ids) == 100 and not set(ids) & set(clicked)  # all 30, not only the latest 20
+    shown = await client.get("/recommendations/home", params=params | {"exclude_seen": "false"})
+    assert set(clicked[:10]) & {i["id"] for i in shown.json()["items"]}
+
+
+async def test_without_a_trained_ranker_the_weighted_merge_serves(client, app, conn, settings):
+    result = await _train_and_load(app, conn, settings)
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert manifest["ranker"] is None and "need" in manifest["ranker_skipped_because"]
+    product = (await _ids(conn, "Smartphones"))[0]
+    await _post(client, [{"user_id": "solo", "event_type": "product_click", "product_id": product}])
+    body = (await client.get("/recommendations/home", params={"user_id": "solo"})).json()
+    assert body["strategy"] == "personal_hybrid"

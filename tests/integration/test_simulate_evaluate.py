@@ -39,13 +39,26 @@ async def test_simulated_log_lands_everywhere_and_evaluates(database_url, conn, 
         catalog_frame=catalog, events=logged, settings=settings, test_days=5, max_users=100
     )
     home = report["home"]
-    assert {"popularity", "content", "co_click", "item_cf", "hybrid (0.5, 0.4, 0.1)"} <= set(home)
+    assert {
+        "popularity",
+        "EASE (baseline)",
+        "content",
+        "co_click",
+        "item_cf",
+        "session_knn",
+        "weighted (0.5, 0.4, 0.1)",
+    } <= set(home)
     for metrics in [*home.values(), *report["similar"].values(), *report["search"].values()]:
         assert 0 <= metrics["hr@10"] <= 1 and 0 <= metrics["ndcg@10"] <= metrics["hr@10"]
         assert metrics["mrr"] <= metrics["hr@10"]
     assert home["popularity"]["cases"] > 20
+    # The default feed (the learned ranker) must beat a bestseller list and each of its sources.
+    learned = home["learned ranker (0.5, 0.4, 0.1)"]
+    singles = ("popularity", "content", "co_click", "item_cf", "session_knn")
+    for name in singles:
+        assert learned["ndcg@10"] > home[name]["ndcg@10"] * 1.1, name
     assert report["search"]["lexical + semantic (RRF)"]["cases"] > 10
     write_report(report, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["home"] == home
-    assert "| hybrid (0.5, 0.4, 0.1) |" in (tmp_path / "out" / "evaluation.md").read_text()
+    assert "| weighted (0.5, 0.4, 0.1) |" in (tmp_path / "out" / "evaluation.md").read_text()
     assert (tmp_path / "out" / "evaluation.png").read_bytes()[:4] == b"\x89PNG"

@@ -10,6 +10,7 @@ from services.recommender import (
     add_candidate,
     diverse_candidates,
     hybrid_merge,
+    mix,
     normalise,
     under_represented_categories,
 )
@@ -101,3 +102,23 @@ def test_diversity_is_deterministic_with_a_seed():
 def test_under_represented_accepts_profile_weights():
     order = under_represented_categories({"audio": 2.5, "shoes": 0.1}, ["audio", "shoes", "toys"])
     assert order == ["toys", "shoes", "audio"]
+
+
+def test_mix_caps_a_sub_category_and_spreads_diverse_slots():
+    others = [f"sub{i}" for i in range(10)]
+    sub_category = np.array(["phones"] * 8 + others + ["toys"] * 2, dtype=object)
+    ranked = [Candidate(p, 1.0 - p / 100) for p in range(18)]  # 8 phones, then 10 others
+    diverse = [Candidate(18, 1.0), Candidate(19, 1.0)]
+    page = mix(
+        ranked,
+        diverse,
+        diverse_share=0.2,
+        max_per_sub_category=3,
+        sub_category=sub_category,
+        n=10,
+    )
+    first = [c.position for c in page[:10]]
+    assert sum(sub_category[p] == "phones" for p in first) == 3
+    assert {18, 19} <= set(first) and first[0] != 18  # exploration, never the top slot
+    assert sorted(c.position for c in page) == list(range(20))  # nothing lost, held back below
+    assert first[:3] == [0, 1, 2]
