@@ -32,6 +32,7 @@ from services.catalog import Catalog
 from services.jobs import JobRunner
 from services.models import ModelStore, trending_in_catalog_order
 from services.popularity import popularity_prior
+from services.variants import variants_of
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 logger.info("applied migrations: %s", ", ".join(applied))
             app.state.pool = pool
             app.state.settings = settings
+            app.state.variants = variants_of(settings)
             app.state.started_at = datetime.now(UTC)
             app.state.background_tasks = set()
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)

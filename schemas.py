@@ -237,11 +237,21 @@ class RecommendedProduct(BaseModel):
 
 class RecommendationsOut(BaseModel):
     items: list[RecommendedProduct]
-    strategy: str
+    strategy: str = Field(
+        description="personal_ranked (learned ranker), personal_hybrid (weighted merge), "
+        "new_user, popularity_no_models, content_similarity, also_viewed, blend, session_knn, "
+        "session_no_models, search or search_fallback"
+    )
     weights: dict[str, float]
     model_version: str | None
     limit: int
     offset: int
+
+
+class HomeOut(RecommendationsOut):
+    variant: str = Field(
+        description="The A/B ranking variant of this user (AB_VARIANTS; 'default' without a test)."
+    )
 
 
 class ExpansionOut(BaseModel):
@@ -301,6 +311,13 @@ class ArtifactsOut(BaseModel):
     load_error: str | None = Field(description="Why this worker could not load `current`.")
 
 
+class VariantOut(BaseModel):
+    name: str
+    share: float
+    ranker: str
+    weights: dict[str, float]
+
+
 class StatusOut(BaseModel):
     worker: str
     model_version: str | None
@@ -308,3 +325,4 @@ class StatusOut(BaseModel):
     artifacts: ArtifactsOut
     jobs: dict[str, JobStatusOut]
     row_counts: dict[str, int]
+    variants: list[VariantOut] = Field(description="A/B ranking variants and their shares.")

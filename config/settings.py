@@ -4,10 +4,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Variant(BaseModel):
+    """A named home-ranking configuration of an A/B test."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    share: float = Field(gt=0, le=1)  # of users, by a stable hash of the user id
+    ranker: Literal["learned", "weighted"] = "learned"
+    # clicked / search / diverse; unset: WEIGHT_CLICKED, WEIGHT_SEARCH, WEIGHT_DIVERSE
+    weights: dict[Literal["clicked", "search", "diverse"], float] | None = None
 
 
 class Settings(BaseSettings):
@@ -53,6 +63,20 @@ class Settings(BaseSettings):
     )  # labels: clicks in the N days after a cut-off
     ranker_cutoffs: int = Field(default=4, ge=1)  # cut-offs, a label window apart, to learn from
     ranker_max_users: int = Field(default=5000, ge=1)  # users sampled to train it
+    # A/B test of home rankings, JSON: [{"name": "learned", "share": 0.5}, {"name": "spec",
+    # "share": 0.5, "ranker": "weighted"}]. Empty: everyone gets HOME_RANKER and the weights.
+    ab_variants: list[Variant] = Field(default_factory=list)
+    ab_salt: str = "ab1"  # change it to reshuffle users between variants
+
+    @field_validator("ab_variants")
+    @classmethod
+    def shares_add_up(cls, variants: list[Variant]) -> list[Variant]:
+        if variants and abs(sum(v.share for v in variants) - 1.0) > 1e-6:
+            raise ValueError("the shares of AB_VARIANTS must add up to 1")
+        if len({v.name for v in variants}) != len(variants):
+            raise ValueError("AB_VARIANTS names must be unique")
+        return variants
+
     history_days: int = Field(default=30, ge=1)
 
     # Search: synonyms (Solr format) are copied into each artifact version by training.

@@ -18,6 +18,7 @@ class EventRow:
     timestamp: datetime
     event_id: str
     client_event_id: bool  # the client sent the id, so a retry must be recognised
+    variant: str | None = None  # the user's A/B ranking variant when the event arrived
 
 
 CREATE_USER_TABLE = """
@@ -39,8 +40,11 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id
 """
 _APPEND_GLOBAL_LOG = """
-INSERT INTO interaction_events (user_id, event_type, product_id, query, "timestamp", event_id)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])
+INSERT INTO interaction_events
+    (user_id, event_type, product_id, query, "timestamp", event_id, variant)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[]
+)
 """
 _APPEND_USER_TABLE = """
 INSERT INTO {table} (event_type, product_id, query, "timestamp")
@@ -95,6 +99,7 @@ async def _append(conn: asyncpg.Connection, events: list[EventRow]) -> list[Even
             [e.query for e in events],
             [e.timestamp for e in events],
             [e.event_id for e in events],
+            [e.variant for e in events],
         )
         by_user: dict[str, list[EventRow]] = defaultdict(list)
         for event in events:

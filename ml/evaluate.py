@@ -3,6 +3,7 @@ test user clicks after it.
 
     python -m ml.evaluate [--test-days 7] [--users 2000] [--out reports]
     python -m ml.evaluate --sessions ../shared/data/diginetica [--out reports]
+    python -m ml.evaluate --user-log clicks.csv [--test-days 7]   (user, item, timestamp[, ...])
 
 Home feed: the hybrid (default weights and a small grid) against popularity, content-only,
 co-click-only and item-CF-only, on HR@10, NDCG@10, MRR, catalog coverage, intra-list category
@@ -37,6 +38,7 @@ from ml.train_collaborative import interaction_matrix
 from ml.train_ease import fit_ease
 from ml.train_ranker import history_events, trending_at
 from ml.train_sessions import SESSION_GAP_SECONDS
+from ml.user_log import read_user_log
 from services.artifacts import SYNONYMS_FILE, current_version_folder, write_version
 from services.catalog import Catalog
 from services.feeds import (
@@ -55,6 +57,7 @@ from services.popularity import popularity_prior
 from services.ranking import RANKER_FILE
 from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
+from services.variants import variants_of
 from services.vector_index import INDEX_FILE
 
 K = 10
@@ -165,6 +168,7 @@ def evaluate(
     seed: int = 1,
     progress: bool = False,
     on_section: Callable[[dict], None] | None = None,
+    embeddings: bool = True,
 ) -> dict:
     """Train on the events before the cut-off and score every recommender; returns the report
     (also passed to `on_section` after each section)."""
@@ -178,7 +182,7 @@ def evaluate(
         ),
     )
     with tempfile.TemporaryDirectory(prefix="evaluation-") as work:
-        bundle, ranking = _train_bundle(catalog, split, settings, Path(work), progress)
+        bundle, ranking = _train_bundle(catalog, split, settings, Path(work), progress, embeddings)
         trending = trending_at(catalog, train_clicks, split.cutoff, settings.trending_decay_rate)
         counts = np.bincount(
             pd.Index(catalog.frame["id"]).get_indexer(train_clicks["product_id"]).clip(0),
@@ -219,9 +223,13 @@ def evaluate(
     return report
 
 
-def _train_bundle(catalog: Catalog, split: Split, settings: Settings, work: Path, progress):
+def _train_bundle(
+    catalog: Catalog, split: Split, settings: Settings, work: Path, progress, embeddings: bool
+):
     train_clicks = split.train[split.train["event_type"] == "product_click"]
-    previous = previous_embeddings(current_version_folder(settings.artifacts_dir))
+    previous = (
+        previous_embeddings(current_version_folder(settings.artifacts_dir)) if embeddings else None
+    )
     # Embeddings only when they can be reused from the current version (encoding a large catalog
     # from scratch takes an hour): semantic search is then part of the search evaluation.
     models = MODELS if previous is not None else tuple(m for m in MODELS if m != "embeddings")
@@ -267,6 +275,14 @@ def _evaluate_home(
     test_clicks = split.test[split.test["event_type"] == "product_click"]
     truth_by_user = test_clicks.groupby("user_id")["product_id"].agg(set).to_dict()
     variants = {f"weighted {w}": ("weighted", w) for w in WEIGHT_GRID}
+    if settings.ab_variants:  # the shop's live A/B variants, as configured
+        variants = {
+            f"A/B variant {v.name} ({v.ranker}, share {share:g})": (
+                v.ranker,
+                (v.weights["clicked"], v.weights["search"], v.weights["diverse"]),
+            )
+            for v, share in variants_of(settings)
+        } | variants
     if bundle.ranker is not None:
         default = (settings.weight_clicked, settings.weight_search, settings.weight_diverse)
         variants = {
@@ -513,6 +529,22 @@ async def _main(test_days: float, users: int, out: Path, progress: bool) -> None
     print(f"written to {out}/evaluation.json, .md, .png in {report['seconds']} s")
 
 
+def _user_log_main(path: Path, test_days: float, users: int, out: Path, progress: bool) -> None:
+    catalog, events = read_user_log(path)
+    report = evaluate(
+        catalog_frame=catalog,
+        events=events,
+        settings=get_settings(),
+        test_days=test_days,
+        max_users=users,
+        progress=progress,
+        on_section=lambda partial: write_report(partial, out),
+        embeddings=False,  # a log's own items: nothing to reuse, encoding them is not the point
+    )
+    print(markdown(report))
+    print(f"written to {out}/evaluation.json, .md, .png in {report['seconds']} s")
+
+
 def _sessions_main(folder: Path, out: Path, settings: Settings) -> None:
     report = evaluate_sessions(
         load_sessions(folder),
@@ -540,7 +572,17 @@ def main() -> None:
         help="session benchmark instead: train_sessions.txt.gz + test_prefixes.tsv.gz "
         "(e.g. ../shared/data/diginetica)",
     )
+    parser.add_argument(
+        "--user-log",
+        type=Path,
+        metavar="CSV",
+        help="evaluate on a CSV of clicks instead of the database: user, item, timestamp "
+        "[, title, category]",
+    )
     args = parser.parse_args()
+    if args.user_log is not None:
+        _user_log_main(args.user_log, args.test_days, args.users, args.out, not args.no_progress)
+        return
     if args.sessions is not None:
         _sessions_main(args.sessions, args.out, get_settings())
         return

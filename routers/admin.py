@@ -19,6 +19,7 @@ from schemas import (
     JobStatusOut,
     Problem,
     StatusOut,
+    VariantOut,
     WorkerOut,
 )
 from services.artifacts import current_version_folder
@@ -107,4 +108,8 @@ async def status(request: Request, pool: Pool):
         ),
         jobs=jobs,
         row_counts=counts,
+        variants=[
+            VariantOut(name=v.name, share=share, ranker=v.ranker, weights=v.weights)
+            for v, share in app.state.variants
+        ],
     )

@@ -1,6 +1,6 @@
 """POST /interactions and /interactions/batch."""
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from routers.dependencies import Pool
 from routers.problems import ProblemError
@@ -13,6 +13,7 @@ from schemas import (
     ProblemFieldError,
 )
 from services.interactions import UnknownProductsError, ingest_events
+from services.variants import assign_variant
 
 router = APIRouter(prefix="/interactions", tags=["interactions"])
 PROBLEM_RESPONSES = {422: {"model": Problem, "description": "Invalid event"}}
@@ -32,6 +33,11 @@ def _unknown_products_problem(exc: UnknownProductsError, *, field_prefix: str) -
     )
 
 
+def _variant_of(request: Request):
+    variants, salt = request.app.state.variants, request.app.state.settings.ab_salt
+    return lambda user_id: assign_variant(user_id, variants, salt).name
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -39,10 +45,12 @@ def _unknown_products_problem(exc: UnknownProductsError, *, field_prefix: str) -
     responses={200: {"description": "Retry of an event_id already stored"}, **PROBLEM_RESPONSES},
     name="interactions:create",
 )
-async def create_interaction(event: InteractionIn, pool: Pool, response: Response):
+async def create_interaction(
+    event: InteractionIn, pool: Pool, request: Request, response: Response
+):
     """Store one interaction event in the user's table (created on first event)."""
     try:
-        [stored] = await ingest_events(pool=pool, events=[event])
+        [stored] = await ingest_events(pool=pool, events=[event], variant_of=_variant_of(request))
     except UnknownProductsError as exc:
         raise _unknown_products_problem(exc, field_prefix="body.product_id") from exc
     if stored.duplicate:
@@ -57,10 +65,12 @@ async def create_interaction(event: InteractionIn, pool: Pool, response: Respons
     responses=PROBLEM_RESPONSES,
     name="interactions:create_batch",
 )
-async def create_interactions_batch(batch: InteractionBatchIn, pool: Pool):
+async def create_interactions_batch(batch: InteractionBatchIn, pool: Pool, request: Request):
     """Store up to 1,000 events atomically: all are validated before any is stored."""
     try:
-        events = await ingest_events(pool=pool, events=batch.events)
+        events = await ingest_events(
+            pool=pool, events=batch.events, variant_of=_variant_of(request)
+        )
     except UnknownProductsError as exc:
         raise _unknown_products_problem(
             exc, field_prefix="body.events.{position}.product_id"

@@ -12,6 +12,7 @@ from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
     PRODUCT_ID_REGEX,
+    HomeOut,
     HomeQuery,
     Problem,
     RecommendationQuery,
@@ -31,6 +32,7 @@ from services.feeds import (
     similar_feed,
 )
 from services.text_encoder import embed_query
+from services.variants import assign_variant
 
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}
@@ -77,34 +79,29 @@ def _filters(query: RecommendationQuery) -> Filters:
     return Filters(query.category, query.min_price, query.max_price)
 
 
-@router.get(
-    "/home", response_model=RecommendationsOut, responses=PROBLEMS, name="recommendations:home"
-)
+@router.get("/home", response_model=HomeOut, responses=PROBLEMS, name="recommendations:home")
 async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()]):
     """Personal home feed; the user's recent events are read at request time."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
     events = await _recent_events(pool, query.user_id, now - timedelta(days=settings.history_days))
+    variant = assign_variant(query.user_id, request.app.state.variants, settings.ab_salt)
     feed = home_feed(
         catalog=request.app.state.catalog,
         bundle=request.app.state.models.bundle,
         trending=request.app.state.trending,
         events=events,
         user_id=query.user_id,
-        weights={
-            "clicked": settings.weight_clicked,
-            "search": settings.weight_search,
-            "diverse": settings.weight_diverse,
-        },
+        weights=variant.weights,
         boost_weight=settings.trending_boost,
         n=query.offset + query.limit,
         filters=_filters(query),
         exclude_seen=query.exclude_seen,
         now=now,
-        ranker=settings.home_ranker,
+        ranker=variant.ranker,
         max_per_sub_category=settings.home_max_per_sub_category,
     )
-    return _response(request, feed, query)
+    return JSONResponse(_page(request, feed, query) | {"variant": variant.name})
 
 
 @router.get(

@@ -1,6 +1,7 @@
 """Event ingestion: check events against the catalog, then store them all or none."""
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -19,7 +20,9 @@ class UnknownProductsError(Exception):
         self.unknown = unknown  # (position in the request, product_id)
 
 
-def to_event_rows(events: list[InteractionIn], now: datetime) -> list[EventRow]:
+def to_event_rows(
+    events: list[InteractionIn], now: datetime, variant_of: Callable[[str], str | None]
+) -> list[EventRow]:
     return [
         EventRow(
             user_id=event.user_id,
@@ -29,17 +32,24 @@ def to_event_rows(events: list[InteractionIn], now: datetime) -> list[EventRow]:
             timestamp=event.timestamp or now,
             event_id=event.event_id or uuid.uuid4().hex,
             client_event_id=event.event_id is not None,
+            variant=variant_of(event.user_id),
         )
         for event in events
     ]
 
 
-async def ingest_events(*, pool: asyncpg.Pool, events: list[InteractionIn]) -> list[InteractionOut]:
-    """Validate product ids against the catalog and store every event, or none.
+async def ingest_events(
+    *,
+    pool: asyncpg.Pool,
+    events: list[InteractionIn],
+    variant_of: Callable[[str], str | None] = lambda user_id: None,
+) -> list[InteractionOut]:
+    """Validate product ids against the catalog and store every event, or none; each event is
+    logged with the user's A/B variant (`variant_of`).
 
     Raises UnknownProductsError before anything is written.
     """
-    rows = to_event_rows(events, now=datetime.now(UTC))
+    rows = to_event_rows(events, now=datetime.now(UTC), variant_of=variant_of)
     clicked = sorted({row.product_id for row in rows if row.product_id})
     async with pool.acquire() as conn:
         known = await existing_product_ids(conn=conn, product_ids=clicked) if clicked else set()

@@ -322,3 +322,37 @@ async def test_without_a_trained_ranker_the_weighted_merge_serves(client, app, c
     await _post(client, [{"user_id": "solo", "event_type": "product_click", "product_id": product}])
     body = (await client.get("/recommendations/home", params={"user_id": "solo"})).json()
     assert body["strategy"] == "personal_hybrid"
+
+
+async def test_ab_variant_is_answered_and_logged_with_the_next_events(
+    conn, settings, seeded_artifacts
+):
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport, AsyncClient
+
+    from config.settings import Variant
+    from main import create_app
+    from services.variants import assign_variant, variants_of
+
+    settings.ab_variants = [
+        Variant(name="learned", share=0.5),
+        Variant(name="spec", share=0.5, ranker="weighted"),
+    ]
+    variants = variants_of(settings)
+    users = [f"ab_{i}" for i in range(12)]
+    expected = {u: assign_variant(u, variants, settings.ab_salt).name for u in users}
+    assert set(expected.values()) == {"learned", "spec"}
+    product = (await _ids(conn, "Smartphones"))[0]
+    application = create_app(settings)
+    async with LifespanManager(application, startup_timeout=120):
+        transport = ASGITransport(app=application)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            for user in users:
+                event = {"user_id": user, "event_type": "product_click", "product_id": product}
+                assert (await client.post("/interactions", json=event)).status_code == 201
+                body = (await client.get("/recommendations/home", params={"user_id": user})).json()
+                assert body["variant"] == expected[user]
+                if expected[user] == "spec":  # the weighted merge, whatever the version holds
+                    assert body["strategy"] == "personal_hybrid"
+    logged = await conn.fetch("SELECT user_id, variant FROM interaction_events")
+    assert {r["user_id"]: r["variant"] for r in logged} == expected
