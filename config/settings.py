@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     training_window_days: int = Field(default=60, ge=1)
     cf_half_life_days: float = Field(default=14, gt=0)
     trending_decay_rate: float = Field(default=0.95, gt=0, lt=1)
+    # EASE (closed-form linear item-item model) on the most clicked items; its cost is an
+    # items x items inverse, so the long tail is left to the neighbour models.
+    ease_max_items: int = Field(default=10_000, ge=2, le=30_000)
+    ease_l2: float = Field(default=500.0, gt=0)
     # Co-click rules A -> B: sessions holding both (a count, so a busier shop gets more rules,
     # not fewer), P(B | A) and lift.
     coclick_min_sessions: int = Field(default=2, ge=1)

@@ -294,6 +294,7 @@ def _evaluate_home(
         ("co_click", "coclick"),
         ("item_cf", "cf"),
         ("session_knn", "session"),
+        ("ease_neighbors", "ease"),
     )
     scores = {
         name: Scores()

@@ -32,6 +32,7 @@ from database.trending import update_trending
 from ml.train_coclick import co_click_rules
 from ml.train_collaborative import interaction_matrix, item_neighbors
 from ml.train_content_model import fit_tfidf, similar_products
+from ml.train_ease import ease_neighbors, fit_ease
 from ml.train_embeddings import (
     build_index,
     embedding_text,
@@ -76,7 +77,7 @@ def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarr
     return {f"{prefix}_{key}": value for key, value in triplet.items()}
 
 
-MODELS = ("content", "cf", "coclick", "sessions", "profiles", "embeddings")
+MODELS = ("content", "cf", "coclick", "sessions", "ease", "profiles", "embeddings")
 # Which arrays and files of a version belong to which model (reused as they are when only
 # others retrain).
 MODEL_ARRAY_PREFIXES = {
@@ -84,6 +85,7 @@ MODEL_ARRAY_PREFIXES = {
     "cf": ("cf_",),
     "coclick": ("coclick_",),
     "sessions": ("sessions_",),
+    "ease": ("ease_",),
     "profiles": ("profile_",),
     "embeddings": ("embedding_",),
 }
@@ -137,7 +139,7 @@ def train_arrays(
             arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
             seconds["profiles"] = time.perf_counter() - started
             bar.update()
-        if not {"cf", "coclick", "sessions"} & set(models):
+        if not {"cf", "coclick", "sessions", "ease"} & set(models):
             return arrays, seconds, counts
 
         n_items = len(catalog)
@@ -158,6 +160,16 @@ def train_arrays(
             seconds["collaborative"] = time.perf_counter() - started
             bar.update()
 
+        if "ease" in models:
+            started = time.perf_counter()
+            binary = interaction_matrix(
+                user_positions, item_positions, np.ones(len(item_positions), np.float32), n_items
+            )
+            ease = fit_ease(binary, l2=settings.ease_l2, max_items=settings.ease_max_items)
+            arrays |= _prefixed("ease", ease_neighbors(ease, n_items, settings.cf_top_k))
+            counts["ease_items"] = len(ease.items)
+            seconds["ease"] = time.perf_counter() - started
+            bar.update()
         if "coclick" in models or "sessions" in models:
             started = time.perf_counter()
             order, session_of_click = split_sessions(user_positions, epoch)
@@ -287,7 +299,11 @@ def train_ranker_file(
         if before_clicks.empty:
             break
         source_arrays, _, _ = train_arrays(
-            catalog_frame, before_clicks, settings, cutoff, models=("cf", "coclick", "sessions")
+            catalog_frame,
+            before_clicks,
+            settings,
+            cutoff,
+            models=("cf", "coclick", "sessions", "ease"),
         )
         source_arrays |= {k: v for k, v in arrays.items() if k.startswith(("content_", "tfidf_"))}
         bundle = bundle_from_arrays(
@@ -360,7 +376,7 @@ def validate_version(folder: Path, expected_products: int) -> None:
     _, arrays = load_version(folder)
     if len(arrays["product_ids"]) != expected_products:
         raise ValueError("product count mismatch")
-    for prefix in ("content", "cf", "coclick"):
+    for prefix in ("content", "cf", "coclick", "ease"):
         if len(arrays[f"{prefix}_indptr"]) != expected_products + 1:
             raise ValueError(f"{prefix}: neighbour lists do not cover the catalog")
         if (

@@ -26,6 +26,7 @@ from services.recommender import (
     diverse_candidates,
     hybrid_merge,
     mix,
+    under_represented_categories,
 )
 from services.search import (
     Retrieved,
@@ -231,11 +232,12 @@ def _recency_weight(timestamp: datetime, now: datetime) -> float:
     return 0.5 ** (age_hours / CLICK_HALF_LIFE_HOURS)
 
 
-CLICK_MODELS = ("content", "coclick", "cf", "session")
+CLICK_MODELS = ("content", "coclick", "cf", "session")  # the weighted merge's clicked signal
 NEIGHBOR_SIGNALS = {
     "content": ("similar", "similar to {}"),
     "coclick": ("co_click", "often clicked with {}"),
     "cf": ("collaborative", "shoppers who clicked {} also clicked"),
+    "ease": ("item_model", "goes with {} for shoppers like you"),
 }
 
 
@@ -372,9 +374,11 @@ def home_feed(
             return Feed(ranked, strategy, NEW_USER_WEIGHTS)
         return Feed(_new_user_ranking(catalog, trending, n, filters), strategy, NEW_USER_WEIGHTS)
 
+    history_counts = Counter(catalog.main_category[p] for p in seen) + Counter(
+        user_profile(bundle, user_id)["category"]
+    )
     diverse_source = lambda count: diverse_candidates(  # noqa: E731
-        Counter(catalog.main_category[p] for p in seen)
-        + Counter(user_profile(bundle, user_id)["category"]),
+        history_counts,
         catalog.top_by_category,
         count,
         random.Random(_seed(user_id, now)),
@@ -396,7 +400,7 @@ def home_feed(
         ranked = [
             c for c in bundle.ranker.rank(candidates, features) if keep is None or keep(c.position)
         ]
-        diverse = [
+        diverse = _explore_picks(catalog, ranked, history_counts) + [
             c for c in _ranked(diverse_source(max(3, n // 5))) if keep is None or keep(c.position)
         ]
         mixed = mix(
@@ -431,6 +435,27 @@ def home_feed(
     return Feed(_top_up(catalog, trending, ranked, exclude, keep, n), "personal_hybrid", weights)
 
 
+def _explore_picks(
+    catalog: Catalog, ranked: list[Candidate], history_counts: Counter
+) -> list[Candidate]:
+    """The ranker's best candidates from the categories least represented in the user's history
+    (the exploration the spec's diverse picks are for, chosen by the ranker, not at random)."""
+    ordered = under_represented_categories(history_counts, catalog.top_by_category)
+    pool = set(ordered[: max(1, len(ordered) // 2)])
+    return [
+        Candidate(
+            c.position,
+            c.score,
+            c.reasons + [Reason("explore", category, f"explore {category}")],
+        )
+        for c in ranked
+        if (category := catalog.main_category[c.position]) in pool
+    ][:EXPLORE_CANDIDATES]
+
+
+EXPLORE_CANDIDATES = 20
+
+
 def _top_up(catalog, trending, ranked: list[Candidate], exclude, keep, n: int) -> list[Candidate]:
     """Thin history: trending items after the personal ones, up to n."""
     if len(ranked) >= n:
@@ -452,7 +477,8 @@ def ranker_sources(
     anchors = list(clicks.items())
     sources = {
         model: clicked_source(catalog, bundle, anchors, models=(model,))
-        for model in ("coclick", "cf", "content")
+        for model in ("coclick", "cf", "content", "ease")
+        if f"{model}_indptr" in bundle.arrays
     }
     session: Source = {}
     if history.sequence:

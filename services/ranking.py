@@ -14,7 +14,16 @@ from services.catalog import Catalog
 from services.recommender import Candidate, Reason, Source, add_candidate
 
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
-SOURCES = ("session", "coclick", "cf", "content", "search", "popular", "category_popular")
+SOURCES = (
+    "session",
+    "coclick",
+    "cf",
+    "content",
+    "ease",
+    "search",
+    "popular",
+    "category_popular",
+)
 POPULAR_CANDIDATES = 50
 FEATURES = (
     *(f"{s}_score" for s in SOURCES),

@@ -124,7 +124,8 @@ def mix(
 ) -> list[Candidate]:
     """The page the shopper sees: the ranked list with `diverse_share` of the first n slots
     given to exploration picks (evenly spread, never the first slot), and no more than
-    `max_per_sub_category` items of one sub-category among them (the rest move down).
+    `max_per_sub_category` items of one sub-category among them (the rest move down). A pick
+    may come from lower down the ranked list: it moves up, it is not repeated.
 
     Returns all of `ranked` (and the diverse picks used), the first n mixed, then the rest.
     """
@@ -142,10 +143,18 @@ def mix(
         per_sub[key] += 1
         head.append(candidate)
     slots = int(round(diverse_share * n))
-    taken = {c.position for c in ranked}
-    picks = [c for c in diverse if c.position not in taken][:slots]
+    in_head = {c.position for c in head}
+    picks: list[Candidate] = []
+    for candidate in diverse:
+        if len(picks) == slots:
+            break
+        if candidate.position not in in_head:
+            picks.append(candidate)
+            in_head.add(candidate.position)
     if picks:
+        picked = {c.position for c in picks}
+        held_back = [c for c in held_back if c.position not in picked]
         step = max(2, n // len(picks))
         for i, pick in enumerate(picks):
             head.insert(min(len(head), step * (i + 1) - 1), pick)
-    return head[:n] + head[n:] + held_back
+    return head + held_back
