@@ -356,3 +356,27 @@ async def test_ab_variant_is_answered_and_logged_with_the_next_events(
                     assert body["strategy"] == "personal_hybrid"
     logged = await conn.fetch("SELECT user_id, variant FROM interaction_events")
     assert {r["user_id"]: r["variant"] for r in logged} == expected
+
+
+async def test_newer_clicks_outrank_older_ones(client, app, conn, settings):
+    await _train_and_load(app, conn, settings)
+    phones = await _ids(conn, "Smartphones", 4)
+    shoes = await _ids(conn, "Sports Shoes", 4)
+    now = datetime.now(UTC)
+    events = [
+        {
+            "user_id": "mover",
+            "event_type": "product_click",
+            "product_id": product,
+            "timestamp": (now - age).isoformat(),
+        }
+        for products, age in ((phones, timedelta(days=20)), (shoes, timedelta(hours=1)))
+        for product in products
+    ]
+    await _post(client, events)
+    params = {"user_id": "mover", "limit": 100}
+    body = (await client.get("/recommendations/home", params=params)).json()
+    top = [i["main_category"] for i in body["items"][:6]]
+    assert sum("shoes" in c for c in top) >= 5, top
+    # Both interests are still there, the older one lower down.
+    assert any(i["sub_category"] == "Smartphones" for i in body["items"])

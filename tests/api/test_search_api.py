@@ -181,3 +181,36 @@ async def test_training_embeds_popular_queries_for_serving(client, app, conn, se
     assert float(cached @ embed_query("wireless thing for ears")) > 0.999
     body = await _search(client, q="Wireless thing for ears", limit=5)
     assert any("semantic" in _signals(i) for i in body["items"])
+
+
+async def test_lexical_retrieval_expands_synonyms_without_the_semantic_path(app):
+    from datetime import UTC, datetime
+
+    from services.feeds import Filters, SearchSettings, search_feed
+
+    catalog, bundle = app.state.catalog, app.state.models.bundle
+    settings = SearchSettings(candidates=100, rrf_k=60, min_similarity=0.38, personal_boost=0)
+
+    def lexical(query: str):
+        return search_feed(
+            catalog=catalog,
+            bundle=bundle,
+            trending=None,
+            query=query,
+            query_vector=None,  # no semantic path: only words and their synonyms
+            events=[],
+            user_id=None,
+            filters=Filters(),
+            settings=settings,
+            now=datetime.now(UTC),
+        )
+
+    # No product says "notebook"; the synonym list makes it "laptop".
+    assert not any("notebook" in n.lower() for n in catalog.frame["name"])
+    feed = lexical("notebook")
+    assert feed.fallback_reason is None and len(feed.items) >= 5
+    for candidate in feed.items[:10]:
+        product = catalog.product(candidate.position)
+        assert "laptop" in product["name"].lower(), product["name"]
+        assert candidate.reasons[0].signal == "search"
+    assert lexical("qwxzv").fallback_reason is not None  # and nonsense finds nothing
