@@ -537,7 +537,7 @@ async def _main(progress: bool, models: tuple[str, ...]) -> None:
 
 
 def run_cli(models: tuple[str, ...], description: str) -> None:
-    """Command line shared by ml.train and the single-model scripts."""
+    """Command line shared by ml.train and ml.update_synonyms (models=(): none retrained)."""
     parser = argparse.ArgumentParser(
         description=description,
         epilog="Settings come from environment variables (see config/settings.py and the README): "
@@ -545,8 +545,18 @@ def run_cli(models: tuple[str, ...], description: str) -> None:
         "COCLICK_MIN_SESSIONS, COCLICK_MIN_CONFIDENCE, COCLICK_MIN_LIFT, ...",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if models:
+        parser.add_argument(
+            "--only",
+            nargs="+",
+            choices=MODELS,
+            metavar="MODEL",
+            help=f"train only these ({', '.join(MODELS)}) and carry the others over from the "
+            "current version (all are trained when the catalog changed)",
+        )
     args = parser.parse_args()
-    asyncio.run(_main(progress=not args.no_progress, models=models))
+    chosen = tuple(args.only) if getattr(args, "only", None) else models
+    asyncio.run(_main(progress=not args.no_progress, models=chosen))
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Co-click association rules A -> B between single items, by counting item pairs per session.
 
-python -m ml.train_coclick   (this model only; python -m ml.train trains all)
+python -m ml.train --only coclick   (this model only; python -m ml.train trains all)
 
 Support is an absolute count of sessions (COCLICK_MIN_SESSIONS): a relative support shrinks the
 rules to nothing as a shop grows (0.05 % of 176k sessions is 88 sessions). The pair counts are one
@@ -54,14 +54,3 @@ def co_click_rules(
     rules = sp.csr_matrix((score.astype(np.float32), (a, b)), shape=(n_items, n_items))
     columns, scores = top_k_per_row(rules, k)
     return to_csr_triplet(columns, scores), int(keep.sum())
-
-
-def main() -> None:
-    """Train only this model; the others are carried over from the current version."""
-    from ml.train import run_cli  # imported here: ml.train imports this module
-
-    run_cli(("coclick",), __doc__.split("\n")[0])
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Item-to-item collaborative filtering: cosine between items' decayed user-interaction vectors.
 
-python -m ml.train_collaborative   (this model only; python -m ml.train trains all)
+python -m ml.train --only cf   (this model only; python -m ml.train trains all)
 """
 
 import numpy as np
@@ -28,14 +28,3 @@ def item_neighbors(user_items: sp.csr_matrix, k: int = 50) -> dict[str, np.ndarr
         return empty_triplet(n_items)
     items = normalize(user_items.T.tocsr().astype(np.float32))  # items x users, unit rows
     return chunked_top_k(items, items.T.tocsr(), k, chunk_rows=5000)
-
-
-def main() -> None:
-    """Train only this model; the others are carried over from the current version."""
-    from ml.train import run_cli  # imported here: ml.train imports this module
-
-    run_cli(("cf",), __doc__.split("\n")[0])
-
-
-if __name__ == "__main__":
-    main()

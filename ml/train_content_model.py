@@ -1,6 +1,6 @@
 """Content similarity: TF-IDF over product name + sub-category, top-K similar products each.
 
-python -m ml.train_content_model   (this model only; python -m ml.train trains all)
+python -m ml.train --only content   (this model only; python -m ml.train trains all)
 """
 
 import numpy as np
@@ -93,14 +93,3 @@ def _top_k(matrix, rows, candidates, k, columns, scores, max_block_cells=20_000_
             positive = best_scores[row] > 0
             columns[member] = candidates[best[row][positive]].astype(np.int32)
             scores[member] = best_scores[row][positive].astype(np.float32)
-
-
-def main() -> None:
-    """Train only this model; the others are carried over from the current version."""
-    from ml.train import run_cli  # imported here: ml.train imports this module
-
-    run_cli(("content",), __doc__.split("\n")[0])
-
-
-if __name__ == "__main__":
-    main()

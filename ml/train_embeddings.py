@@ -1,6 +1,6 @@
 """Product embeddings for semantic search and the vector index over them.
 
-    python -m ml.train_embeddings   (this model only; python -m ml.train trains all)
+    python -m ml.train --only embeddings   (this model only; python -m ml.train trains all)
 
 Incremental: a product whose text (name + sub-category) has the same digest as in the current
 version keeps its embedding, so a daily retrain only encodes new or edited products. Encoding is
@@ -111,13 +111,3 @@ def build_index(vectors: np.ndarray, path: Path) -> float:
         index.add(np.arange(len(vectors), dtype=np.uint64), vectors.astype(np.float32), threads=0)
     index.save(str(path))
     return time.perf_counter() - started
-
-
-def main() -> None:
-    from ml.train import run_cli
-
-    run_cli(("embeddings",), __doc__.split("\n")[0])
-
-
-if __name__ == "__main__":
-    main()
