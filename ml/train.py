@@ -404,9 +404,11 @@ def validate_version(folder: Path, expected_products: int) -> None:
     if len(index) != expected_products:
         raise ValueError("vector index does not cover the catalog")
     if expected_products:
-        # Sample query: a product's own vector must find that product among its nearest.
+        # Sample query: a product's own vector must find itself, or a product with the same
+        # vector (identical names are common: more than 10 of them can fill the top 10), first.
         sample = expected_products // 2
-        if sample not in index.search(np.asarray(vectors[sample], np.float32), 10).keys:
+        found = index.search(np.asarray(vectors[sample], np.float32), 10)
+        if sample not in found.keys and not (len(found.distances) and found.distances[0] < 1e-3):
             raise ValueError("vector index does not find a product from its own vector")
     query_texts = arrays.get("embedding_query_texts")
     if query_texts is not None and len(query_texts) != len(arrays["embedding_query_vectors"]):
