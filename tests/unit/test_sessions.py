@@ -41,26 +41,24 @@ def test_last_occurrences():
 def test_co_click_counts_pairs_with_an_absolute_session_threshold():
     # 1 and 2 together in three sessions (a planted pair), 1 and 3 once.
     arrays = _index([[1, 2], [2, 1], [1, 2, 4], [1, 3], [4, 5]], n_items=6)
-    triplet, rules = co_click_rules(
-        arrays["sessions_session_indptr"],
-        arrays["sessions_session_items"],
-        6,
-        min_sessions=2,
-        min_confidence=0.0,
-        min_lift=0.0,
-    )
-    of = lambda item: triplet["indices"][triplet["indptr"][item] : triplet["indptr"][item + 1]]  # noqa: E731
-    assert of(1).tolist() == [2] and of(2).tolist() == [1]  # 1-3 and 1-4 seen once only
-    assert of(3).tolist() == [] and rules == 2
-    loose, _ = co_click_rules(
-        arrays["sessions_session_indptr"],
-        arrays["sessions_session_items"],
-        6,
-        min_sessions=1,
-        min_confidence=0.0,
-        min_lift=0.0,
-    )
-    assert 3 in loose["indices"][loose["indptr"][1] : loose["indptr"][2]]
+
+    def rules_with(min_sessions: int):
+        triplet, count = co_click_rules(
+            arrays["sessions_session_indptr"],
+            arrays["sessions_session_items"],
+            6,
+            min_sessions=min_sessions,
+            min_confidence=0.0,
+            min_lift=0.0,
+        )
+        indptr, indices = triplet["indptr"], triplet["indices"]
+        return (lambda item: indices[indptr[item] : indptr[item + 1]].tolist()), count
+
+    of, count = rules_with(2)
+    assert of(1) == [2] and of(2) == [1]  # 1-3 and 1-4 seen once only
+    assert of(3) == [] and count == 2
+    loose, _ = rules_with(1)
+    assert 3 in loose(1)
 
 
 def test_session_knn_finds_the_planted_neighbour_session():
