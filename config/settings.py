@@ -66,7 +66,9 @@ class Settings(BaseSettings):
         default=7, gt=0
     )  # labels: clicks in the N days after a cut-off
     ranker_cutoffs: int = Field(default=4, ge=1)  # cut-offs, a label window apart, to learn from
-    ranker_max_users: int = Field(default=5000, ge=1)  # users sampled to train it
+    ranker_max_users: int = Field(default=5000, ge=1)  # users sampled per cut-off to train it
+    # Candidates kept per training user: all the relevant ones, a random sample of the others.
+    ranker_max_candidates: int = Field(default=300, ge=10)
     # A/B test of home rankings, JSON: [{"name": "learned", "share": 0.5}, {"name": "spec",
     # "share": 0.5, "ranker": "weighted"}]. Empty: everyone gets HOME_RANKER and the weights.
     ab_variants: list[Variant] = Field(default_factory=list)

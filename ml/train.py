@@ -325,6 +325,7 @@ def train_ranker_file(
                 history_days=settings.history_days,
                 trending_rate=settings.trending_decay_rate,
                 max_users=settings.ranker_max_users,
+                max_candidates=settings.ranker_max_candidates,
                 seed=step,
             )
         )

@@ -118,6 +118,7 @@ def ranker_examples(
     history_days: float,
     trending_rate: float,
     max_users: int,
+    max_candidates: int,
     seed: int = 1,
 ) -> RankerExamples:
     """Candidates and labels of users active on both sides of the cut-off.
@@ -142,9 +143,17 @@ def ranker_examples(
         candidates, features = user_candidates(catalog, bundle, trending, events, cutoff)
         relevant = {catalog.position_of[p] for p in truth[user] if p in catalog.position_of}
         label = np.array([c.position in relevant for c in candidates], np.float32)
-        if label.sum() > 0:  # a user none of whose clicks was found teaches the order nothing
-            examples.features.append(features)
-            examples.labels.append(label)
+        if label.sum() == 0:  # a user none of whose clicks was found teaches the order nothing
+            continue
+        # Every relevant candidate and a random sample of the others: memory and training time
+        # grow with users x max_candidates, not with how many candidates a long history brings.
+        keep = np.flatnonzero(label > 0)
+        others = np.flatnonzero(label == 0)
+        if len(others) > max_candidates - len(keep):
+            others = rng.choice(others, max(max_candidates - len(keep), 0), replace=False)
+        rows = np.sort(np.concatenate([keep, others]))
+        examples.features.append(features[rows].astype(np.float32))
+        examples.labels.append(label[rows])
     return examples
 
 

@@ -105,20 +105,25 @@ def feature_rows(
             found = merged.setdefault(position, Candidate(position, 0.0, []))
             found.reasons.extend(r for r in candidate.reasons if r not in found.reasons)
     positions = np.fromiter(merged, np.int64, len(merged))
+    by_position = np.argsort(positions)
+    sorted_positions = positions[by_position]
     columns: dict[str, np.ndarray] = {}
     for name in SOURCES:
         source = sources.get(name, {})
         scores = np.zeros(len(positions))
         ranks = np.full(len(positions), NO_RANK)
-        if source:
-            ordered = sorted(source.values(), key=lambda c: (-c.score, c.position))
-            top = ordered[0].score or 1.0
-            rank_of = {c.position: r for r, c in enumerate(ordered)}
-            score_of = {c.position: c.score / top for c in ordered}
-            for row, position in enumerate(positions.tolist()):
-                if position in rank_of:
-                    scores[row] = score_of[position]
-                    ranks[row] = rank_of[position]
+        if source and len(positions):
+            found = np.fromiter(source.keys(), np.int64, len(source))
+            found_scores = np.fromiter((c.score for c in source.values()), float, len(source))
+            order = np.lexsort((found, -found_scores))  # best first, ties by position
+            rank = np.empty(len(found))
+            rank[order] = np.arange(len(found))
+            top = found_scores[order[0]] or 1.0
+            slot = np.minimum(np.searchsorted(sorted_positions, found), len(positions) - 1)
+            present = sorted_positions[slot] == found  # seen products have no row
+            rows = by_position[slot[present]]
+            scores[rows] = found_scores[present] / top
+            ranks[rows] = rank[present]
         columns[f"{name}_score"] = scores
         columns[f"{name}_rank"] = ranks
     columns["sources"] = sum((columns[f"{s}_rank"] < NO_RANK).astype(float) for s in SOURCES)

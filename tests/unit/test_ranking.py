@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from ml.train_ranker import RankerExamples, fit_ranker
-from services.ranking import FEATURES, Ranker
+from services.ranking import FEATURES, Ranker, feature_rows
 
 
 def test_ranker_learns_a_planted_feature_and_round_trips(tmp_path):
@@ -45,3 +45,46 @@ def test_lightgbm_works_after_the_vector_index_is_imported():
         "lightgbm.Dataset(np.random.rand(20, 3), np.zeros(20)).construct()"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_feature_rows_give_each_source_its_normalised_score_and_rank():
+    import pandas as pd
+
+    from services.catalog import Catalog
+    from services.ranking import user_history
+    from services.recommender import Candidate, Reason
+
+    frame = pd.DataFrame(
+        {
+            "id": [f"P{i:09d}" for i in range(5)],
+            "name": ["acme phone", "acme case", "zeta phone", "zeta case", "acme tv"],
+            "main_category": ["tech"] * 5,
+            "sub_category": ["phones", "cases", "phones", "cases", "tvs"],
+            "image": "",
+            "link": "",
+            "ratings": [4.0, np.nan, 3.0, 5.0, 4.5],
+            "no_of_ratings": [10.0, np.nan, 5.0, 1.0, 100.0],
+            "discount_price": [100.0, 10.0, np.nan, 12.0, 500.0],
+            "actual_price": [120.0, 20.0, 90.0, 12.0, 600.0],
+            "discount_ratio": [0.167, 0.5, np.nan, 0.0, 0.167],
+        }
+    )
+    catalog = Catalog(frame, np.linspace(0, 1, 5).astype(np.float32))
+    reason = Reason("co_click", None, "x")
+    sources = {
+        "coclick": {1: Candidate(1, 4.0, [reason]), 3: Candidate(3, 2.0, [reason])},
+        "session": {3: Candidate(3, 0.5, [reason]), 0: Candidate(0, 1.0, [reason])},
+    }
+    history = user_history(catalog, [0])  # product 0 was clicked: no row for it
+    candidates, features = feature_rows(catalog, sources, history, np.zeros(5), None)
+    rows = {c.position: features[i] for i, c in enumerate(candidates)}
+    assert set(rows) == {1, 3}
+    column = {name: FEATURES.index(name) for name in FEATURES}
+    assert rows[1][column["coclick_score"]] == 1.0 and rows[1][column["coclick_rank"]] == 0
+    assert rows[3][column["coclick_score"]] == 0.5 and rows[3][column["coclick_rank"]] == 1
+    # In session, the seen product 0 still counts for the scale and the rank of the others.
+    assert rows[3][column["session_score"]] == 0.5 and rows[3][column["session_rank"]] == 1
+    assert rows[1][column["session_rank"]] == 1000.0 and rows[1][column["sources"]] == 1
+    assert rows[3][column["sources"]] == 2
+    assert rows[3][column["same_sub_category_as_last"]] == 0.0
+    assert rows[3][column["category_share"]] == 1.0
