@@ -505,7 +505,7 @@ def category_popular_source(tables: RankingTables, history: UserHistory) -> Sour
     return source
 
 
-FAVOURITE_CATEGORIES = 3
+FAVOURITE_CATEGORIES = 5
 
 
 SIMILAR_MODES = ("content", "also_viewed", "blend")

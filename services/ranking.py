@@ -24,7 +24,7 @@ SOURCES = (
     "popular",
     "category_popular",
 )
-POPULAR_CANDIDATES = 50
+POPULAR_CANDIDATES = 100
 FEATURES = (
     *(f"{s}_score" for s in SOURCES),
     *(f"{s}_rank" for s in SOURCES),
