@@ -405,12 +405,18 @@ def validate_version(folder: Path, expected_products: int) -> None:
     if len(index) != expected_products:
         raise ValueError("vector index does not cover the catalog")
     if expected_products:
-        # Sample query: a product's own vector must find itself, or a product with the same
-        # vector (identical names are common: more than 10 of them can fill the top 10), first.
-        sample = expected_products // 2
-        found = index.search(np.asarray(vectors[sample], np.float32), 10)
-        if sample not in found.keys and not (len(found.distances) and found.distances[0] < 1e-3):
-            raise ValueError("vector index does not find a product from its own vector")
+        # Sample queries: products' own vectors must find themselves, or a product with the same
+        # vector (identical names are common), among their nearest. HNSW is approximate and its
+        # multi-threaded build is not deterministic, so a share of misses is tolerated.
+        samples = np.unique(np.linspace(0, expected_products - 1, 50).astype(np.int64))
+        found = 0
+        for sample in samples.tolist():
+            hits = index.search(np.asarray(vectors[sample], np.float32), 10)
+            found += bool(sample in hits.keys or (len(hits.distances) and hits.distances[0] < 1e-3))
+        if found < 0.9 * len(samples):
+            raise ValueError(
+                f"vector index finds only {found} of {len(samples)} products from their own vector"
+            )
     query_texts = arrays.get("embedding_query_texts")
     if query_texts is not None and len(query_texts) != len(arrays["embedding_query_vectors"]):
         raise ValueError("query embeddings do not match their texts")
