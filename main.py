@@ -31,16 +31,13 @@ from services import metrics, text_encoder
 from services.catalog import Catalog
 from services.jobs import JobRunner
 from services.models import ModelStore, trending_in_catalog_order
-from services.popularity import popularity_prior
 from services.variants import variants_of
 
 logger = logging.getLogger(__name__)
 
 
 async def load_catalog(conn) -> Catalog:
-    frame = await fetch_catalog(conn=conn)
-    popularity = popularity_prior(frame["ratings"].to_numpy(), frame["no_of_ratings"].to_numpy())
-    return Catalog(frame, popularity)
+    return Catalog.from_frame(await fetch_catalog(conn=conn))
 
 
 async def refresh_models(app: FastAPI) -> bool:

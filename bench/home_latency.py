@@ -17,17 +17,16 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
-import pandas as pd
 
 from config.settings import get_settings
 from database.interactions import recent_user_events
 from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from ml.train import train_arrays, train_ranker_file
+from ml.train_ranker import trending_at
 from services.catalog import Catalog
 from services.feeds import Filters, home_feed
-from services.models import TrendingScores, bundle_from_arrays
-from services.popularity import popularity_prior
+from services.models import bundle_from_arrays
 from services.ranking import RANKER_FILE, Ranker
 from services.synonyms import Synonyms
 
@@ -75,10 +74,7 @@ async def run(users: int, folder) -> None:
                 f"{ranking.rows:,} rows, candidate recall {ranking.candidate_recall:.3f}, "
                 f"peak RSS {_peak_rss_mb():,.0f} MB"
             )
-            catalog = Catalog(
-                frame,
-                popularity_prior(frame["ratings"].to_numpy(), frame["no_of_ratings"].to_numpy()),
-            )
+            catalog = Catalog.from_frame(frame)
             bundle = bundle_from_arrays(
                 arrays,
                 len(catalog),
@@ -89,7 +85,7 @@ async def run(users: int, folder) -> None:
                 synonyms=Synonyms.load(settings.synonyms_path),
                 ranker=Ranker(folder / RANKER_FILE) if ranking.booster else None,
             )
-            trending = _trending(catalog, clicks, now, settings.trending_decay_rate)
+            trending = trending_at(catalog, clicks, now, settings.trending_decay_rate)
             active = clicks["user_id"].drop_duplicates()
             sample = active.sample(min(users, len(active)), random_state=1).tolist()
             for ranker in ("learned", "weighted"):
@@ -125,14 +121,6 @@ async def run(users: int, folder) -> None:
                 )
         finally:
             await conn.close()
-
-
-def _trending(catalog: Catalog, clicks: pd.DataFrame, now: datetime, rate: float):
-    positions = pd.Index(catalog.frame["id"]).get_indexer(clicks["product_id"])
-    age = (now.timestamp() - clicks["epoch"].to_numpy()) / 3600
-    known = positions >= 0
-    scores = np.bincount(positions[known], np.power(rate, age[known]), minlength=len(catalog))
-    return TrendingScores(now, (scores / scores.max()).astype(np.float32))
 
 
 def main() -> None:

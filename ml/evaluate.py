@@ -53,7 +53,6 @@ from services.feeds import (
     similar_feed,
 )
 from services.models import load_bundle
-from services.popularity import popularity_prior
 from services.ranking import RANKER_FILE
 from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
@@ -175,12 +174,7 @@ def evaluate(
     started = time.perf_counter()
     split = temporal_split(events, test_days)
     train_clicks = split.train[split.train["event_type"] == "product_click"]
-    catalog = Catalog(
-        catalog_frame,
-        popularity_prior(
-            catalog_frame["ratings"].to_numpy(), catalog_frame["no_of_ratings"].to_numpy()
-        ),
-    )
+    catalog = Catalog.from_frame(catalog_frame)
     with tempfile.TemporaryDirectory(prefix="evaluation-") as work:
         bundle, ranking = _train_bundle(catalog, split, settings, Path(work), progress, embeddings)
         trending = trending_at(catalog, train_clicks, split.cutoff, settings.trending_decay_rate)

@@ -53,7 +53,6 @@ from services.artifacts import (
 )
 from services.catalog import Catalog
 from services.models import bundle_from_arrays
-from services.popularity import popularity_prior
 from services.ranking import RANKER_FILE, Ranker
 from services.synonyms import Synonyms
 from services.text_encoder import EMBEDDING_DIM
@@ -278,12 +277,7 @@ def train_ranker_file(
     """Fit the home ranker (ml/train_ranker.py) and write it to `path` when there is enough data.
     At each cut-off the sources it learns from are refitted on the events before it; the content
     model does not depend on events and is taken from `arrays`."""
-    catalog = Catalog(
-        catalog_frame,
-        popularity_prior(
-            catalog_frame["ratings"].to_numpy(), catalog_frame["no_of_ratings"].to_numpy()
-        ),
-    )
+    catalog = Catalog.from_frame(catalog_frame)
     examples = RankerExamples()
     for step in range(1, settings.ranker_cutoffs + 1):
         cutoff = now - timedelta(days=step * settings.ranker_label_days)

@@ -2,8 +2,8 @@
 
 Trained on a temporal split of the log, the way it will be used: the sources are fitted on the
 events before a cut-off (`RANKER_LABEL_DAYS` before the end), each sampled user's candidates and
-features are computed with the serving code (services/feeds.py ranker_sources, services/ranking.py
-feature_rows) from that user's events before the cut-off, and a candidate is relevant when the
+features are computed with the serving code (services/feeds.py ranker_candidates) from that
+user's events before the cut-off, and a candidate is relevant when the
 user clicked it after the cut-off. Several cut-offs a label window apart (RANKER_CUTOFFS) give
 more examples. A quarter of the users is held out for early stopping.
 """
@@ -16,13 +16,9 @@ import numpy as np
 import pandas as pd
 
 from services.catalog import Catalog
-from services.feeds import (
-    ranker_sources,
-    ranking_tables,
-    recent_clicks_and_queries,
-)
+from services.feeds import ranker_candidates
 from services.models import ModelBundle, TrendingScores
-from services.ranking import FEATURES, feature_rows, user_history
+from services.ranking import FEATURES
 
 MIN_GROUPS = 50  # fewer users with a hit after the cut-off: no ranker, the weighted merge serves
 PARAMS = {
@@ -90,24 +86,6 @@ def history_events(user_events: pd.DataFrame) -> list[dict]:
     ]
 
 
-def user_candidates(
-    catalog: Catalog, bundle: ModelBundle, trending, events: list[dict], now: datetime
-):
-    """(candidates, features) of one user, exactly as the home feed computes them."""
-    clicks, queries = recent_clicks_and_queries(events, now)
-    clicked = [
-        catalog.position_of[e["product_id"]]
-        for e in events
-        if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
-    ]
-    history = user_history(catalog, clicked)
-    tables = ranking_tables(catalog, trending)
-    sources = ranker_sources(catalog, bundle, tables, clicks, queries, history)
-    return feature_rows(
-        catalog, sources, history, tables.boost, bundle.arrays.get("catalog_log_clicks")
-    )
-
-
 def ranker_examples(
     *,
     catalog: Catalog,
@@ -140,7 +118,9 @@ def ranker_examples(
     examples = RankerExamples(users=len(users))
     for user in users:
         events = history_events(by_user[user])
-        candidates, features = user_candidates(catalog, bundle, trending, events, cutoff)
+        candidates, features = ranker_candidates(
+            catalog=catalog, bundle=bundle, trending=trending, events=events, now=cutoff
+        )
         relevant = {catalog.position_of[p] for p in truth[user] if p in catalog.position_of}
         label = np.array([c.position in relevant for c in candidates], np.float32)
         if label.sum() == 0:  # a user none of whose clicks was found teaches the order nothing

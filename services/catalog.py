@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from services.popularity import popularity_prior
+
 TOP_PER_CATEGORY = 200
 
 
@@ -63,6 +65,14 @@ class Catalog:
             .agg(lambda s: s.to_numpy())
             .items()
         }
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "Catalog":
+        """The catalog with its popularity prior computed from the ratings."""
+        return cls(
+            frame,
+            popularity_prior(frame["ratings"].to_numpy(), frame["no_of_ratings"].to_numpy()),
+        )
 
     def __len__(self) -> int:
         return len(self.frame)

@@ -15,7 +15,6 @@ from services.ranking import (
     POPULAR_CANDIDATES,
     UserHistory,
     feature_rows,
-    popular_source,
     user_history,
 )
 from services.recommender import (
@@ -293,14 +292,39 @@ def _add_session_neighbors(
         add_candidate(source, position, score / top, reason)
 
 
-def click_sequence(catalog: Catalog, events: list[dict], limit: int = 20) -> list[int]:
-    """Catalog positions of the user's latest clicks, oldest first (events come newest first)."""
-    positions = [
+def clicked_positions(catalog: Catalog, events: list[dict]) -> list[int]:
+    """Catalog positions of every product the user clicked in `events`, newest first (as the
+    events come)."""
+    return [
         catalog.position_of[e["product_id"]]
         for e in events
         if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
     ]
-    return positions[:limit][::-1]
+
+
+def click_sequence(catalog: Catalog, events: list[dict], limit: int = 20) -> list[int]:
+    """Catalog positions of the user's latest clicks, oldest first."""
+    return clicked_positions(catalog, events)[:limit][::-1]
+
+
+def ranker_candidates(
+    *,
+    catalog: Catalog,
+    bundle: ModelBundle,
+    trending: TrendingScores | None,
+    events: list[dict],
+    now: datetime,
+    exclude_seen: bool = True,
+) -> tuple[list[Candidate], np.ndarray]:
+    """The learned ranker's candidates for a user and their features, from the user's events
+    (newest first): what the home feed ranks, and what the ranker's training learns from."""
+    clicks, queries = recent_clicks_and_queries(events, now)
+    history = user_history(catalog, clicked_positions(catalog, events))
+    if not exclude_seen:
+        history.seen = set()
+    sources = ranker_sources(catalog, bundle, trending, clicks, queries, history)
+    boost = ranking_tables(catalog, trending).boost
+    return feature_rows(catalog, sources, history, boost, bundle.arrays.get("catalog_log_clicks"))
 
 
 _query_results: dict[tuple[str, str], list] = {}
@@ -358,13 +382,8 @@ def home_feed(
     (`ranker="learned"`, when the version has one) or the spec's weighted merge; a popularity
     mix for new users."""
     keep = filters.keep(catalog)
-    clicks, queries = recent_clicks_and_queries(events, now)
     # Every product clicked in the history window, not only the latest anchors.
-    seen = {
-        catalog.position_of[e["product_id"]]
-        for e in events
-        if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
-    }
+    seen = set(clicked_positions(catalog, events))
     exclude = seen if exclude_seen else set()
     if not events or bundle is None:
         strategy = "new_user" if not events else "popularity_no_models"
@@ -374,38 +393,33 @@ def home_feed(
             return Feed(ranked, strategy, NEW_USER_WEIGHTS)
         return Feed(_new_user_ranking(catalog, trending, n, filters), strategy, NEW_USER_WEIGHTS)
 
-    history_counts = Counter(catalog.main_category[p] for p in seen) + Counter(
-        user_profile(bundle, user_id)["category"]
-    )
-    diverse_source = lambda count: diverse_candidates(  # noqa: E731
-        history_counts,
+    # Category history: this request's clicks plus the daily profile (last 30 days, decayed).
+    history_categories = Counter(catalog.main_category[p] for p in seen)
+    history_categories.update(user_profile(bundle, user_id)["category"])
+    diverse = diverse_candidates(
+        history_categories,
         catalog.top_by_category,
-        count,
+        max(3, n // 5),
         random.Random(_seed(user_id, now)),
     )
     if ranker == "learned" and bundle.ranker is not None:
-        clicked_newest_first = [
-            catalog.position_of[e["product_id"]]
-            for e in events
-            if e["event_type"] == "product_click" and e["product_id"] in catalog.position_of
-        ]
-        history = user_history(catalog, clicked_newest_first)
-        if not exclude_seen:
-            history.seen = set()
-        tables = ranking_tables(catalog, trending)
-        sources = ranker_sources(catalog, bundle, tables, clicks, queries, history)
-        candidates, features = feature_rows(
-            catalog, sources, history, tables.boost, bundle.arrays.get("catalog_log_clicks")
+        candidates, features = ranker_candidates(
+            catalog=catalog,
+            bundle=bundle,
+            trending=trending,
+            events=events,
+            now=now,
+            exclude_seen=exclude_seen,
         )
         ranked = [
             c for c in bundle.ranker.rank(candidates, features) if keep is None or keep(c.position)
         ]
-        diverse = _explore_picks(catalog, ranked, history_counts) + [
-            c for c in _ranked(diverse_source(max(3, n // 5))) if keep is None or keep(c.position)
+        explore = _explore_picks(catalog, ranked, history_categories) + [
+            c for c in _ranked(diverse) if keep is None or keep(c.position)
         ]
         mixed = mix(
             ranked,
-            diverse,
+            explore,
             diverse_share=weights.get("diverse", 0.0) / (sum(weights.values()) or 1.0),
             max_per_sub_category=max_per_sub_category,
             sub_category=catalog.sub_category,
@@ -413,20 +427,13 @@ def home_feed(
         )
         return Feed(_top_up(catalog, trending, mixed, exclude, keep, n), "personal_ranked", weights)
 
-    # Category history: this request's clicks plus the daily profile (last 30 days, decayed).
-    history_categories = Counter(catalog.main_category[p] for p in seen)
-    history_categories.update(user_profile(bundle, user_id)["category"])
+    clicks, queries = recent_clicks_and_queries(events, now)
     sources = {
         "clicked": clicked_source(
             catalog, bundle, list(clicks.items()), session_clicks=click_sequence(catalog, events)
         ),
         "search": search_source(bundle, list(queries.items())),
-        "diverse": diverse_candidates(
-            history_categories,
-            catalog.top_by_category,
-            max(3, n // 5),
-            random.Random(_seed(user_id, now)),
-        ),
+        "diverse": diverse,
     }
     boost = ranking_tables(catalog, trending).boost
     ranked = hybrid_merge(
@@ -468,7 +475,7 @@ def _top_up(catalog, trending, ranked: list[Candidate], exclude, keep, n: int) -
 def ranker_sources(
     catalog: Catalog,
     bundle: ModelBundle,
-    tables: RankingTables,
+    trending: TrendingScores | None,
     clicks: dict[str, float],
     queries: dict[str, float],
     history: UserHistory,
@@ -485,10 +492,10 @@ def ranker_sources(
         _add_session_neighbors(catalog, bundle, history.sequence, session, SESSION_CANDIDATES)
     sources["session"] = session
     sources["search"] = search_source(bundle, list(queries.items()))
-    sources["popular"] = popular_source(
-        tables.boost, tables.boost_order, tables.boost_signal, POPULAR_CANDIDATES
+    sources["popular"] = trending_source(catalog, trending, POPULAR_CANDIDATES, None)
+    sources["category_popular"] = category_popular_source(
+        ranking_tables(catalog, trending), history
     )
-    sources["category_popular"] = category_popular_source(tables, history)
     return sources
 
 
@@ -558,17 +565,29 @@ RRF_K = 60
 
 def _also_viewed(catalog: Catalog, bundle: ModelBundle, position: int) -> list[Candidate]:
     """Session-kNN of a one-click session, then co-click and item-CF neighbours not in it."""
+    return _session_then_neighbors(catalog, bundle, [position], SESSION_CANDIDATES, None)
+
+
+def _session_then_neighbors(
+    catalog: Catalog, bundle: ModelBundle, clicked: list[int], n: int, enough: int | None
+) -> list[Candidate]:
+    """The best n session-kNN candidates of a visit, then the last click's co-click and item-CF
+    neighbours not already there (scored below every session-kNN one), model after model
+    until there are `enough` (None: all of them)."""
     source: Source = {}
-    _add_session_neighbors(catalog, bundle, [position], source, SESSION_CANDIDATES)
+    _add_session_neighbors(catalog, bundle, clicked, source, n)
     ranked = _ranked(source)
-    product_id = catalog.frame["id"].iat[position]
+    anchor = clicked[-1]
+    anchor_id = catalog.frame["id"].iat[anchor]
     for model in ("coclick", "cf"):
+        if enough is not None and len(ranked) >= enough:
+            break
         signal, text = NEIGHBOR_SIGNALS[model]
-        reason = Reason(signal, product_id, text.format(product_id))
-        positions, scores = bundle.neighbors(model, position)
+        reason = Reason(signal, anchor_id, text.format(anchor_id))
+        positions, scores = bundle.neighbors(model, anchor)
         taken = {c.position for c in ranked}
         ranked += [
-            Candidate(p, s * 1e-3, [reason])  # after every session-kNN item
+            Candidate(p, s * 1e-3, [reason])
             for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
             if p not in taken
         ]
@@ -594,22 +613,8 @@ def session_feed(
     strategy = "session_no_models"
     if bundle is not None and clicked:
         strategy = "session_knn"
-        source: Source = {}
-        _add_session_neighbors(catalog, bundle, clicked, source, n + len(exclude))
-        ranked = _ranked(source)
-        last_id = catalog.frame["id"].iat[clicked[-1]]
-        for model in ("coclick", "cf"):
-            if len(ranked) >= n + len(exclude):
-                break
-            signal, text = NEIGHBOR_SIGNALS[model]
-            reason = Reason(signal, last_id, text.format(last_id))
-            positions, scores = bundle.neighbors(model, clicked[-1])
-            taken = {c.position for c in ranked}
-            ranked += [
-                Candidate(p, s * 1e-3, [reason])
-                for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
-                if p not in taken
-            ]
+        wanted = n + len(exclude)
+        ranked = _session_then_neighbors(catalog, bundle, clicked, wanted, wanted)
     ranked = [c for c in ranked if c.position not in exclude and (keep is None or keep(c.position))]
     if len(ranked) < n:  # a short or unknown visit: trending fills the page
         taken = {c.position for c in ranked} | exclude

@@ -11,7 +11,7 @@ import lightgbm
 import numpy as np
 
 from services.catalog import Catalog
-from services.recommender import Candidate, Reason, Source, add_candidate
+from services.recommender import Candidate, Source
 
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
 SOURCES = (
@@ -77,15 +77,6 @@ def user_history(catalog: Catalog, clicked_newest_first: list[int], limit: int =
         price_tier=float(tiers.mean()) if len(tiers) else float("nan"),
         clicks=len(clicked_newest_first),
     )
-
-
-def popular_source(boost: np.ndarray, boost_order: np.ndarray, signal: str, n: int) -> Source:
-    source: Source = {}
-    text = "trending now" if signal == "trending" else "popular in the catalog"
-    for position in boost_order[:n].tolist():
-        if boost[position] > 0:
-            add_candidate(source, position, float(boost[position]), Reason(signal, None, text))
-    return source
 
 
 def feature_rows(
