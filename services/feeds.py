@@ -79,14 +79,17 @@ class RankingTables:
     top_in_group: dict[str, np.ndarray]
 
 
-_tables_cache: dict[tuple, RankingTables] = {}
+# Caches keyed by id(catalog) keep the catalog in the entry too: once an old catalog is freed
+# its id can be reused by a new one, and only the identity check tells them apart.
+_tables_cache: dict[tuple, tuple[Catalog, RankingTables]] = {}
 
 
 def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> RankingTables:
     """Trending (catalog popularity before any clicks) and best-value orderings, computed once per
     catalog and trending update instead of on every request."""
     key = (id(catalog), trending.computed_at if trending else None)
-    tables = _tables_cache.get(key)
+    cached = _tables_cache.get(key)
+    tables = cached[1] if cached is not None and cached[0] is catalog else None
     if tables is None:
         boost, signal = catalog.popularity, "popular"
         if trending is not None and trending.scores.max() > 0:
@@ -107,7 +110,7 @@ def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> Ranking
             | _top_per_group(boost_order, catalog.main_category),
         )
         _tables_cache.clear()  # only the latest tables are worth keeping
-        _tables_cache[key] = tables
+        _tables_cache[key] = (catalog, tables)
     return tables
 
 
@@ -197,7 +200,7 @@ def recent_clicks_and_queries(
     return clicks, queries
 
 
-_new_user_cache: dict[tuple, list[Candidate]] = {}
+_new_user_cache: dict[tuple, tuple[Catalog, list[Candidate]]] = {}
 NEW_USER_CACHE_SIZE = 256
 
 
@@ -215,14 +218,15 @@ def _new_user_ranking(
         filters.max_price,
         n,
     )
-    ranked = _new_user_cache.get(key)
+    cached = _new_user_cache.get(key)
+    ranked = cached[1] if cached is not None and cached[0] is catalog else None
     if ranked is None:
         keep = filters.keep(catalog)
         sources = new_user_sources(catalog, trending, n, keep)
         ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, keep=keep)
         if len(_new_user_cache) >= NEW_USER_CACHE_SIZE:
             _new_user_cache.clear()
-        _new_user_cache[key] = ranked
+        _new_user_cache[key] = (catalog, ranked)
     return ranked
 
 

@@ -148,21 +148,23 @@ def feature_rows(
     return list(merged.values()), (matrix if matrix is not None else np.zeros((0, len(FEATURES))))
 
 
-_share_cache: dict[tuple[int, int], np.ndarray] = {}
+# The entry keeps the catalog and the clicks array: ids of freed objects are reused.
+_share_cache: dict[tuple[int, int], tuple[Catalog, np.ndarray, np.ndarray]] = {}
 
 
 def sub_category_click_share(catalog: Catalog, log_clicks: np.ndarray) -> np.ndarray:
     """Each product's share of its sub-category's clicks (the bestseller rank within a shelf),
     computed once per catalog and model version."""
     key = (id(catalog), id(log_clicks))
-    share = _share_cache.get(key)
-    if share is None:
-        clicks = np.expm1(np.asarray(log_clicks, np.float64))
-        _, group = np.unique(catalog.sub_category.astype(str), return_inverse=True)
-        totals = np.bincount(group, weights=clicks)
-        share = np.where(totals[group] > 0, clicks / np.maximum(totals[group], 1e-9), 0.0)
-        _share_cache.clear()  # only the serving version's is worth keeping
-        _share_cache[key] = share
+    cached = _share_cache.get(key)
+    if cached is not None and cached[0] is catalog and cached[1] is log_clicks:
+        return cached[2]
+    clicks = np.expm1(np.asarray(log_clicks, np.float64))
+    _, group = np.unique(catalog.sub_category.astype(str), return_inverse=True)
+    totals = np.bincount(group, weights=clicks)
+    share = np.where(totals[group] > 0, clicks / np.maximum(totals[group], 1e-9), 0.0)
+    _share_cache.clear()  # only the serving version's is worth keeping
+    _share_cache[key] = (catalog, log_clicks, share)
     return share
 
 
