@@ -118,11 +118,12 @@ def ranker_examples(
     examples = RankerExamples(users=len(users))
     for user in users:
         events = history_events(by_user[user])
-        candidates, features = ranker_candidates(
+        found = ranker_candidates(
             catalog=catalog, bundle=bundle, trending=trending, events=events, now=cutoff
         )
-        relevant = {catalog.position_of[p] for p in truth[user] if p in catalog.position_of}
-        label = np.array([c.position in relevant for c in candidates], np.float32)
+        relevant = [catalog.position_of[p] for p in truth[user] if p in catalog.position_of]
+        label = np.isin(found.positions, relevant).astype(np.float32)
+        features = found.features
         if label.sum() == 0:  # a user none of whose clicks was found teaches the order nothing
             continue
         # Every relevant candidate and a random sample of the others: memory and training time

@@ -23,6 +23,10 @@ class Catalog:
     discount: np.ndarray = field(init=False)
     price_tier: np.ndarray = field(init=False)
     brand: np.ndarray = field(init=False)
+    # Integer codes of main_category, sub_category and brand (for per-user shares as arrays).
+    main_category_code: np.ndarray = field(init=False)
+    sub_category_code: np.ndarray = field(init=False)
+    brand_code: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
     _columns: dict[str, list] = field(init=False, repr=False)
 
@@ -48,6 +52,9 @@ class Catalog:
         self.brand = (
             self.frame["name"].str.split(n=1).str[0].str.lower().fillna("").to_numpy(dtype=object)
         )
+        self.main_category_code = pd.factorize(self.main_category)[0]
+        self.sub_category_code = pd.factorize(self.sub_category)[0]
+        self.brand_code = pd.factorize(self.brand)[0]
         # Plain Python values per column: a response reads 20 rows, and pandas' row access
         # (iloc -> Series) cost more than building the rest of the response.
         self._columns = {
@@ -79,6 +86,21 @@ class Catalog:
 
     def product(self, position: int) -> dict:
         return {column: values[position] for column, values in self._columns.items()}
+
+    def matching(self, positions: np.ndarray, category: str | None, min_price, max_price):
+        """Which of `positions` pass the filters (`matches` over an array)."""
+        keep = np.ones(len(positions), bool)
+        if category is not None:
+            keep &= (self.main_category[positions] == category) | (
+                self.sub_category[positions] == category
+            )
+        price = self.price[positions]
+        with np.errstate(invalid="ignore"):
+            if min_price is not None:
+                keep &= price >= min_price
+            if max_price is not None:
+                keep &= price <= max_price
+        return keep
 
     def matches(self, position: int, category: str | None, min_price, max_price) -> bool:
         if category is not None and category not in (

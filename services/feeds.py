@@ -13,6 +13,7 @@ from services.catalog import Catalog
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
     POPULAR_CANDIDATES,
+    CandidateSet,
     UserHistory,
     feature_rows,
     user_history,
@@ -35,11 +36,21 @@ from services.search import (
     reciprocal_rank_fusion,
     semantic_search,
 )
+from services.sources import (
+    NEIGHBOR_SIGNALS,
+    SESSION_CANDIDATES,
+    ScoredItems,
+    aggregate,
+    grouped_items,
+    neighbor_items,
+    ranked_items,
+    session_items,
+)
 from services.synonyms import ExpandedQuery
 
 MAX_ANCHOR_CLICKS = 20
 MAX_ANCHOR_QUERIES = 5
-NEIGHBORS_PER_ANCHOR = 30
+PAST_QUERY_RESULTS = 30
 CLICK_HALF_LIFE_HOURS = 72.0
 # New users: no history, so lean on what is popular, what is good value, and each category's best.
 NEW_USER_WEIGHTS = {"trending": 0.5, "best_value": 0.3, "top_category": 0.2}
@@ -57,6 +68,12 @@ class Filters:
         return lambda position: catalog.matches(
             position, self.category, self.min_price, self.max_price
         )
+
+    def mask(self, catalog: Catalog, positions: np.ndarray) -> np.ndarray | None:
+        """Which of `positions` pass (None: no filter)."""
+        if self.category is None and self.min_price is None and self.max_price is None:
+            return None
+        return catalog.matching(positions, self.category, self.min_price, self.max_price)
 
 
 @dataclass
@@ -236,12 +253,20 @@ def _recency_weight(timestamp: datetime, now: datetime) -> float:
 
 
 CLICK_MODELS = ("content", "coclick", "cf", "session")  # the weighted merge's clicked signal
-NEIGHBOR_SIGNALS = {
-    "content": ("similar", "similar to {}"),
-    "coclick": ("co_click", "often clicked with {}"),
-    "cf": ("collaborative", "shoppers who clicked {} also clicked"),
-    "ease": ("item_model", "goes with {} for shoppers like you"),
-}
+
+
+def _anchors(
+    catalog: Catalog, clicks: list[tuple[str, float]]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The clicked products still in the catalog: ids, catalog positions, recency weights."""
+    known = [(p, w) for p, w in clicks if p in catalog.position_of]
+    ids = [p for p, _ in known]
+    positions = np.fromiter((catalog.position_of[p] for p in ids), np.int64, len(ids))
+    return ids, positions, np.fromiter((w for _, w in known), np.float64, len(known))
+
+
+def _last_id(catalog: Catalog, sequence: list[int]) -> str | None:
+    return catalog.frame["id"].iat[sequence[-1]] if sequence else None
 
 
 def clicked_source(
@@ -254,46 +279,14 @@ def clicked_source(
     """Neighbours of the user's recent clicks in `models`, weighted by the clicks' recency, and
     (model "session") what session-kNN gives the latest clicks, `session_clicks` (catalog
     positions, oldest first), as strong as the freshest click."""
+    ids, positions, weights = _anchors(catalog, clicks)
     source: Source = {}
-    for product_id, weight in clicks:
-        anchor = catalog.position_of.get(product_id)
-        if anchor is None:
-            continue
-        for model, (signal, text) in NEIGHBOR_SIGNALS.items():
-            if model not in models:
-                continue
-            positions, scores = bundle.neighbors(model, anchor)
-            if len(scores) == 0:
-                continue
-            top = float(scores[0]) or 1.0
-            reason = Reason(signal, product_id, text.format(product_id))
-            for position, score in zip(
-                positions[:NEIGHBORS_PER_ANCHOR].tolist(),
-                scores[:NEIGHBORS_PER_ANCHOR].tolist(),
-                strict=True,
-            ):
-                add_candidate(source, position, weight * score / top, reason)
+    for model in NEIGHBOR_SIGNALS:
+        if model in models and f"{model}_indptr" in bundle.arrays:
+            neighbor_items(bundle, model, positions, weights, ids).add_to(source)
     if "session" in models and session_clicks:
-        _add_session_neighbors(catalog, bundle, session_clicks, source, SESSION_CANDIDATES)
+        session_items(bundle, session_clicks, _last_id(catalog, session_clicks)).add_to(source)
     return source
-
-
-SESSION_CANDIDATES = 100
-
-
-def _add_session_neighbors(
-    catalog: Catalog, bundle: ModelBundle, clicked: list[int], source: Source, n: int
-) -> None:
-    """Session-kNN candidates of a click sequence (catalog positions, oldest first), scaled so
-    the best has score 1."""
-    positions, scores = bundle.session_neighbors(clicked)
-    if len(scores) == 0:
-        return
-    last_id = catalog.frame["id"].iat[clicked[-1]]
-    reason = Reason("session", last_id, f"shoppers whose visit was like yours, up to {last_id}")
-    top = float(scores[0])
-    for position, score in zip(positions[:n].tolist(), scores[:n].tolist(), strict=True):
-        add_candidate(source, position, score / top, reason)
 
 
 def clicked_positions(catalog: Catalog, events: list[dict]) -> list[int]:
@@ -319,7 +312,7 @@ def ranker_candidates(
     events: list[dict],
     now: datetime,
     exclude_seen: bool = True,
-) -> tuple[list[Candidate], np.ndarray]:
+) -> CandidateSet:
     """The learned ranker's candidates for a user and their features, from the user's events
     (newest first): what the home feed ranks, and what the ranker's training learns from."""
     clicks, queries = recent_clicks_and_queries(events, now)
@@ -331,34 +324,46 @@ def ranker_candidates(
     return feature_rows(catalog, sources, history, boost, bundle.arrays.get("catalog_log_clicks"))
 
 
-_query_results: dict[tuple[str, str], list] = {}
+_query_results: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 QUERY_RESULTS_CACHE_SIZE = 20_000
 
 
-def _past_query_results(bundle: ModelBundle, query: str) -> list:
-    """Lexical matches of a past search. Cached per model version: the same queries come back
-    in many users' histories, and a common word's postings are long."""
+def _past_query_results(bundle: ModelBundle, query: str) -> tuple[np.ndarray, np.ndarray]:
+    """Lexical matches of a past search (catalog positions, scores best first, the best 1).
+    Cached per model version: the same queries come back in many users' histories, and a
+    common word's postings are long."""
     key = (bundle.version, query)
     results = _query_results.get(key)
     if results is None:
-        results = lexical_search(bundle, plain_concepts(query), limit=NEIGHBORS_PER_ANCHOR)
+        hits = lexical_search(bundle, plain_concepts(query), limit=PAST_QUERY_RESULTS)
+        positions = np.fromiter((h.position for h in hits), np.int64, len(hits))
+        scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
+        results = (positions, scores / scores[0] if len(scores) and scores[0] > 0 else scores)
         if len(_query_results) >= QUERY_RESULTS_CACHE_SIZE:
             _query_results.clear()
         _query_results[key] = results
     return results
 
 
+def search_items(bundle: ModelBundle, queries: list[tuple[str, float]]) -> ScoredItems:
+    """Products matching the user's recent searches, each search weighted by its recency."""
+    found = [(i, *_past_query_results(bundle, q)) for i, (q, _) in enumerate(queries)]
+    found = [(i, p, s * queries[i][1]) for i, p, s in found if len(p)]
+    text = "matches your search '{}'"
+    if not found:
+        return ScoredItems.empty("search", text)
+    return aggregate(
+        np.concatenate([f[1] for f in found]),
+        np.concatenate([f[2] for f in found]),
+        np.concatenate([np.full(len(f[1]), f[0]) for f in found]),
+        [q for q, _ in queries],
+        "search",
+        text,
+    )
+
+
 def search_source(bundle: ModelBundle, queries: list[tuple[str, float]]) -> Source:
-    source: Source = {}
-    for query, weight in queries:
-        results = _past_query_results(bundle, query)
-        if not results:
-            continue
-        top = results[0].score
-        reason = Reason("search", query, f"matches your search '{query}'")
-        for hit in results:
-            add_candidate(source, hit.position, weight * hit.score / top, reason)
-    return source
+    return search_items(bundle, queries).as_source()
 
 
 def _seed(user_id: str, now: datetime) -> int:
@@ -407,7 +412,7 @@ def home_feed(
         random.Random(_seed(user_id, now)),
     )
     if ranker == "learned" and bundle.ranker is not None:
-        candidates, features = ranker_candidates(
+        found = ranker_candidates(
             catalog=catalog,
             bundle=bundle,
             trending=trending,
@@ -415,10 +420,14 @@ def home_feed(
             now=now,
             exclude_seen=exclude_seen,
         )
-        ranked = [
-            c for c in bundle.ranker.rank(candidates, features) if keep is None or keep(c.position)
-        ]
-        explore = _explore_picks(catalog, ranked, history_categories) + [
+        scores = bundle.ranker.score(found.features)
+        order = np.lexsort((found.positions, -scores))  # best first, ties by position
+        passing = filters.mask(catalog, found.positions[order])
+        if passing is not None:
+            order = order[passing]
+        # Only the head becomes objects: the mixer's caps and the page need a few n at most.
+        ranked = found.candidates(order[: max(RANKED_CANDIDATES, 3 * n)], scores)
+        explore = _explore_picks(catalog, found, order, scores, history_categories) + [
             c for c in _ranked(diverse) if keep is None or keep(c.position)
         ]
         mixed = mix(
@@ -447,24 +456,28 @@ def home_feed(
 
 
 def _explore_picks(
-    catalog: Catalog, ranked: list[Candidate], history_counts: Counter
+    catalog: Catalog,
+    found: CandidateSet,
+    order: np.ndarray,
+    scores: np.ndarray,
+    history_counts: Counter,
 ) -> list[Candidate]:
-    """The ranker's best candidates from the categories least represented in the user's history
-    (the exploration the spec's diverse picks are for, chosen by the ranker, not at random)."""
+    """The ranker's best candidates (rows of `found` in ranked `order`) from the categories
+    least represented in the user's history (the exploration the spec's diverse picks are for,
+    chosen by the ranker, not at random)."""
     ordered = under_represented_categories(history_counts, catalog.top_by_category)
     pool = set(ordered[: max(1, len(ordered) // 2)])
-    return [
-        Candidate(
-            c.position,
-            c.score,
-            c.reasons + [Reason("explore", category, f"explore {category}")],
-        )
-        for c in ranked
-        if (category := catalog.main_category[c.position]) in pool
-    ][:EXPLORE_CANDIDATES]
+    categories = catalog.main_category[found.positions[order]]
+    in_pool = np.fromiter((c in pool for c in categories), bool, len(categories))
+    picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores)
+    for pick in picks:
+        category = catalog.main_category[pick.position]
+        pick.reasons.append(Reason("explore", category, f"explore {category}"))
+    return picks
 
 
 EXPLORE_CANDIDATES = 20
+RANKED_CANDIDATES = 60
 
 
 def _top_up(catalog, trending, ranked: list[Candidate], exclude, keep, n: int) -> list[Candidate]:
@@ -483,37 +496,44 @@ def ranker_sources(
     clicks: dict[str, float],
     queries: dict[str, float],
     history: UserHistory,
-) -> dict[str, Source]:
+) -> dict[str, ScoredItems]:
     """Every candidate source of the learned ranker, each with its own scores."""
-    anchors = list(clicks.items())
+    ids, positions, weights = _anchors(catalog, list(clicks.items()))
     sources = {
-        model: clicked_source(catalog, bundle, anchors, models=(model,))
+        model: neighbor_items(bundle, model, positions, weights, ids)
         for model in ("coclick", "cf", "content", "ease")
         if f"{model}_indptr" in bundle.arrays
     }
-    session: Source = {}
-    if history.sequence:
-        _add_session_neighbors(catalog, bundle, history.sequence, session, SESSION_CANDIDATES)
-    sources["session"] = session
-    sources["search"] = search_source(bundle, list(queries.items()))
-    sources["popular"] = trending_source(catalog, trending, POPULAR_CANDIDATES, None)
-    sources["category_popular"] = category_popular_source(
-        ranking_tables(catalog, trending), history
+    sources["session"] = session_items(
+        bundle, history.sequence, _last_id(catalog, history.sequence)
     )
+    sources["search"] = search_items(bundle, list(queries.items()))
+    tables = ranking_tables(catalog, trending)
+    sources["popular"] = popular_items(tables, POPULAR_CANDIDATES)
+    sources["category_popular"] = category_popular_items(tables, history)
     return sources
 
 
-def category_popular_source(tables: RankingTables, history: UserHistory) -> Source:
+def popular_items(tables: RankingTables, n: int) -> ScoredItems:
+    """The n most trending products (catalog popularity before any clicks)."""
+    top = tables.boost_order[:n]
+    top = top[tables.boost[top] > 0]
+    text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
+    return ranked_items(top, tables.boost[top], None, tables.boost_signal, text)
+
+
+def category_popular_items(tables: RankingTables, history: UserHistory) -> ScoredItems:
     """The most popular products of the user's favourite sub-categories and main categories,
     scored by popularity x the category's share of the user's clicks."""
-    source: Source = {}
+    groups = []
     for shares in (history.sub_category_share, history.category_share):
         favourites = sorted(shares.items(), key=lambda kv: -kv[1])[:FAVOURITE_CATEGORIES]
-        for group, share in favourites:
-            reason = Reason("category_popular", group, f"popular in {group}")
-            for position in tables.top_in_group.get(group, np.zeros(0, np.int64)).tolist():
-                add_candidate(source, position, share * float(tables.boost[position]), reason)
-    return source
+        groups += [
+            (group, share, tables.top_in_group[group])
+            for group, share in favourites
+            if group in tables.top_in_group
+        ]
+    return grouped_items(groups, tables.boost, "category_popular", "popular in {}")
 
 
 FAVOURITE_CATEGORIES = 5
@@ -578,9 +598,7 @@ def _session_then_neighbors(
     """The best n session-kNN candidates of a visit, then the last click's co-click and item-CF
     neighbours not already there (scored below every session-kNN one), model after model
     until there are `enough` (None: all of them)."""
-    source: Source = {}
-    _add_session_neighbors(catalog, bundle, clicked, source, n)
-    ranked = _ranked(source)
+    ranked = _ranked(session_items(bundle, clicked, _last_id(catalog, clicked), n).as_source())
     anchor = clicked[-1]
     anchor_id = catalog.frame["id"].iat[anchor]
     for model in ("coclick", "cf"):

@@ -54,6 +54,33 @@ class ModelBundle:
         keep = mapped >= 0
         return mapped[keep], scores[keep]
 
+    def neighbor_rows(
+        self, model: str, catalog_positions: np.ndarray, limit: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first `limit` neighbours in `model` of several products at once.
+
+        Returns:
+            (catalog positions, scores divided by that product's best score, index of the
+            product in `catalog_positions` each neighbour belongs to).
+        """
+        rows = self.from_catalog[np.asarray(catalog_positions, np.int64)]
+        which = np.flatnonzero(rows >= 0)
+        indptr = self.arrays[f"{model}_indptr"]
+        starts = indptr[rows[which]].astype(np.int64)
+        counts = np.minimum(indptr[rows[which] + 1] - starts, limit).astype(np.int64)
+        if counts.sum() == 0:
+            none = np.zeros(0, np.int64)
+            return none, np.zeros(0), none
+        offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        scores = np.asarray(self.arrays[f"{model}_scores"][offsets], np.float64)
+        tops = np.asarray(self.arrays[f"{model}_scores"][starts[counts > 0]], np.float64)
+        tops[tops == 0] = 1.0
+        scores /= np.repeat(tops, counts[counts > 0])
+        mapped = self.to_catalog[self.arrays[f"{model}_indices"][offsets]]
+        owner = np.repeat(which, counts)
+        keep = mapped >= 0
+        return mapped[keep], scores[keep], owner[keep]
+
     def session_neighbors(
         self, clicked_positions: list[int], params: SessionKnnParams = DEFAULT_SESSION_KNN
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,8 @@ import lightgbm
 import numpy as np
 
 from services.catalog import Catalog
-from services.recommender import Candidate, Source
+from services.recommender import Candidate
+from services.sources import ScoredItems
 
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
 SOURCES = (
@@ -52,6 +53,7 @@ class UserHistory:
 
     sequence: list[int]  # catalog positions of the latest clicks, oldest first
     seen: set[int]  # every product clicked in the history window
+    clicked: np.ndarray  # catalog positions of every click in the window, newest first
     category_share: dict[str, float]
     sub_category_share: dict[str, float]
     brand_share: dict[str, float]
@@ -66,11 +68,13 @@ def user_history(catalog: Catalog, clicked_newest_first: list[int], limit: int =
     def shares(values: np.ndarray) -> dict[str, float]:
         return {k: v / total for k, v in Counter(values[p] for p in clicked_newest_first).items()}
 
-    tiers = catalog.price_tier[clicked_newest_first] if clicked_newest_first else np.zeros(0)
+    clicked = np.asarray(clicked_newest_first, np.int64)
+    tiers = catalog.price_tier[clicked]
     tiers = tiers[~np.isnan(tiers)]
     return UserHistory(
         sequence=clicked_newest_first[:limit][::-1],
         seen=set(clicked_newest_first),
+        clicked=clicked,
         category_share=shares(catalog.main_category),
         sub_category_share=shares(catalog.sub_category),
         brand_share=shares(catalog.brand),
@@ -79,73 +83,113 @@ def user_history(catalog: Catalog, clicked_newest_first: list[int], limit: int =
     )
 
 
+@dataclass
+class CandidateSet:
+    """A user's candidates: catalog positions, one feature row each (FEATURES order), and the
+    sources that found them (for the reasons)."""
+
+    positions: np.ndarray
+    features: np.ndarray
+    sources: dict[str, ScoredItems]
+    source_rows: dict[str, np.ndarray]  # per source: its row of each candidate, -1 if absent
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def candidates(self, rows: np.ndarray, scores: np.ndarray) -> list[Candidate]:
+        """Candidate objects of the given rows (in that order) with these scores and a reason
+        from every source that found them."""
+        found = [(self.sources[name], self.source_rows[name]) for name in self.sources]
+        return [
+            Candidate(
+                int(self.positions[row]),
+                float(scores[row]),
+                [items.reason(at[row]) for items, at in found if at[row] >= 0],
+            )
+            for row in rows.tolist()
+        ]
+
+
+def _click_share(codes: np.ndarray, clicked: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """For each of `positions`, the share of the user's clicks on a product with its code (its
+    category, sub-category or brand)."""
+    of_clicks = np.sort(codes[clicked])
+    wanted = codes[positions]
+    counts = np.searchsorted(of_clicks, wanted, "right") - np.searchsorted(of_clicks, wanted)
+    return counts / max(len(clicked), 1)
+
+
 def feature_rows(
     catalog: Catalog,
-    sources: dict[str, Source],
+    sources: dict[str, ScoredItems],
     history: UserHistory,
     boost: np.ndarray,
     log_clicks: np.ndarray | None,
-) -> tuple[list[Candidate], np.ndarray]:
+) -> CandidateSet:
     """One candidate per product found by any source (seen products left out) and its features
-    in FEATURES order."""
-    merged: dict[int, Candidate] = {}
-    for source in sources.values():
-        for position, candidate in source.items():
-            if position in history.seen:
-                continue
-            found = merged.setdefault(position, Candidate(position, 0.0, []))
-            found.reasons.extend(r for r in candidate.reasons if r not in found.reasons)
-    positions = np.fromiter(merged, np.int64, len(merged))
-    by_position = np.argsort(positions)
-    sorted_positions = positions[by_position]
+    in FEATURES order. A source's scores are scaled by its best item and ranked over all its
+    items, seen ones included (they still tell how strong the others are)."""
+    found = [items.positions for items in sources.values() if len(items)]
+    positions = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    if history.seen:
+        seen = np.fromiter(history.seen, np.int64, len(history.seen))
+        positions = positions[~np.isin(positions, seen)]
     columns: dict[str, np.ndarray] = {}
+    source_rows: dict[str, np.ndarray] = {}
     for name in SOURCES:
-        source = sources.get(name, {})
+        items = sources.get(name)
         scores = np.zeros(len(positions))
         ranks = np.full(len(positions), NO_RANK)
-        if source and len(positions):
-            found = np.fromiter(source.keys(), np.int64, len(source))
-            found_scores = np.fromiter((c.score for c in source.values()), float, len(source))
-            order = np.lexsort((found, -found_scores))  # best first, ties by position
-            rank = np.empty(len(found))
-            rank[order] = np.arange(len(found))
-            top = found_scores[order[0]] or 1.0
-            slot = np.minimum(np.searchsorted(sorted_positions, found), len(positions) - 1)
-            present = sorted_positions[slot] == found  # seen products have no row
-            rows = by_position[slot[present]]
-            scores[rows] = found_scores[present] / top
-            ranks[rows] = rank[present]
+        at = np.full(len(positions), -1, np.int64)
+        if items is not None and len(items) and len(positions):
+            order = np.lexsort((items.positions, -items.scores))  # best first, ties by position
+            rank = np.empty(len(items))
+            rank[order] = np.arange(len(items))
+            top = items.scores[order[0]] or 1.0
+            # Both position lists are sorted: each candidate's slot in the source's list.
+            slot = np.minimum(np.searchsorted(items.positions, positions), len(items) - 1)
+            present = items.positions[slot] == positions
+            at[present] = slot[present]
+            scores[present] = items.scores[slot[present]] / top
+            ranks[present] = rank[slot[present]]
+        if items is not None:
+            source_rows[name] = at
         columns[f"{name}_score"] = scores
         columns[f"{name}_rank"] = ranks
     columns["sources"] = sum((columns[f"{s}_rank"] < NO_RANK).astype(float) for s in SOURCES)
     columns["trending"] = boost[positions]
     columns["catalog_popularity"] = catalog.popularity[positions]
-    columns["log_clicks"] = (
-        log_clicks[positions] if log_clicks is not None else np.zeros(len(positions))
-    )
+    no_clicks = np.zeros(len(positions))
+    columns["log_clicks"] = log_clicks[positions] if log_clicks is not None else no_clicks
     columns["sub_category_click_share"] = (
         sub_category_click_share(catalog, log_clicks)[positions]
         if log_clicks is not None
-        else np.zeros(len(positions))
+        else no_clicks
     )
     columns["rating"] = catalog.rating[positions]
     columns["log_rating_count"] = catalog.log_rating_count[positions]
     columns["discount_ratio"] = catalog.discount[positions]
-    main = catalog.main_category[positions]
-    sub = catalog.sub_category[positions]
-    columns["category_share"] = np.array([history.category_share.get(c, 0.0) for c in main])
-    columns["sub_category_share"] = np.array([history.sub_category_share.get(c, 0.0) for c in sub])
-    last_sub = catalog.sub_category[history.sequence[-1]] if history.sequence else None
-    columns["same_sub_category_as_last"] = (sub == last_sub).astype(float)
-    columns["brand_share"] = np.array(
-        [history.brand_share.get(b, 0.0) for b in catalog.brand[positions]]
+    for feature, codes in (
+        ("category_share", catalog.main_category_code),
+        ("sub_category_share", catalog.sub_category_code),
+        ("brand_share", catalog.brand_code),
+    ):
+        columns[feature] = _click_share(codes, history.clicked, positions)
+    last = catalog.sub_category_code[history.sequence[-1]] if history.sequence else -1
+    columns["same_sub_category_as_last"] = (catalog.sub_category_code[positions] == last).astype(
+        float
     )
     # How far the price tier is from what the user usually looks at (-1: unknown).
     distance = np.abs(catalog.price_tier[positions] - history.price_tier)
     columns["price_distance"] = np.where(np.isnan(distance), -1.0, distance)
     columns["log_history"] = np.full(len(positions), np.log1p(history.clicks))
-    matrix = np.column_stack([columns[f] for f in FEATURES]) if len(positions) else None
-    return list(merged.values()), (matrix if matrix is not None else np.zeros((0, len(FEATURES))))
+    matrix = (
+        np.column_stack([columns[f] for f in FEATURES])
+        if len(positions)
+        else np.zeros((0, len(FEATURES)))
+    )
+    ordered = {name: sources[name] for name in sources if name in source_rows}
+    return CandidateSet(positions, matrix, ordered, source_rows)
 
 
 # The entry keeps the catalog and the clicks array: ids of freed objects are reused.
@@ -176,10 +220,8 @@ class Ranker:
         if self.booster.num_feature() != len(FEATURES):
             raise ValueError(f"{path}: ranker has {self.booster.num_feature()} features")
 
-    def rank(self, candidates: list[Candidate], features: np.ndarray) -> list[Candidate]:
-        if not candidates:
-            return []
-        scores = self.booster.predict(features, num_threads=1)
-        for candidate, score in zip(candidates, scores.tolist(), strict=True):
-            candidate.score = float(score)
-        return sorted(candidates, key=lambda c: (-c.score, c.position))
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """The ranker's score of each feature row (higher: shown first)."""
+        if len(features) == 0:
+            return np.zeros(0)
+        return self.booster.predict(features, num_threads=1)

@@ -52,7 +52,7 @@ def test_feature_rows_give_each_source_its_normalised_score_and_rank():
 
     from services.catalog import Catalog
     from services.ranking import user_history
-    from services.recommender import Candidate, Reason
+    from services.sources import ScoredItems
 
     frame = pd.DataFrame(
         {
@@ -70,13 +70,18 @@ def test_feature_rows_give_each_source_its_normalised_score_and_rank():
         }
     )
     catalog = Catalog(frame, np.linspace(0, 1, 5).astype(np.float32))
-    reason = Reason("co_click", None, "x")
-    sources = {
-        "coclick": {1: Candidate(1, 4.0, [reason]), 3: Candidate(3, 2.0, [reason])},
-        "session": {3: Candidate(3, 0.5, [reason]), 0: Candidate(0, 1.0, [reason])},
-    }
+    coclick = ScoredItems(
+        np.array([1, 3]), np.array([4.0, 2.0]), np.array([0, 1]), ["P1", "P2"], "co_click", "{}"
+    )
+    session = ScoredItems(
+        np.array([0, 3]), np.array([1.0, 0.5]), np.array([0, 0]), ["P0"], "session", "{}"
+    )
     history = user_history(catalog, [0])  # product 0 was clicked: no row for it
-    candidates, features = feature_rows(catalog, sources, history, np.zeros(5), None)
+    found = feature_rows(
+        catalog, {"coclick": coclick, "session": session}, history, np.zeros(5), None
+    )
+    features = found.features
+    candidates = found.candidates(np.arange(len(found)), np.zeros(len(found)))
     rows = {c.position: features[i] for i, c in enumerate(candidates)}
     assert set(rows) == {1, 3}
     column = {name: FEATURES.index(name) for name in FEATURES}
@@ -88,3 +93,7 @@ def test_feature_rows_give_each_source_its_normalised_score_and_rank():
     assert rows[3][column["sources"]] == 2
     assert rows[3][column["same_sub_category_as_last"]] == 0.0
     assert rows[3][column["category_share"]] == 1.0
+    # Every source that found a candidate gives a reason, naming its strongest anchor.
+    reasons = {c.position: [(r.signal, r.anchor) for r in c.reasons] for c in candidates}
+    assert reasons[3] == [("co_click", "P2"), ("session", "P0")]
+    assert reasons[1] == [("co_click", "P1")]

@@ -1,0 +1,150 @@
+"""Candidate sources of the home feed as arrays. Each source returns the products it proposes,
+a score for each and which anchor (a clicked product, a past search, a category) proposed it
+most strongly, which becomes the item's reason. A user's anchors are gathered from the
+memory-mapped neighbour arrays in a few numpy calls: no Python per candidate."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.recommender import Reason, Source, add_candidate
+
+NEIGHBORS_PER_ANCHOR = 30
+SESSION_CANDIDATES = 100
+# The item-item models a clicked product is an anchor in: signal and reason text.
+NEIGHBOR_SIGNALS = {
+    "content": ("similar", "similar to {}"),
+    "coclick": ("co_click", "often clicked with {}"),
+    "cf": ("collaborative", "shoppers who clicked {} also clicked"),
+    "ease": ("item_model", "goes with {} for shoppers like you"),
+}
+
+
+@dataclass
+class ScoredItems:
+    """One source's candidates: distinct catalog positions (ascending), their scores, and per
+    item the index in `anchor_names` of the anchor that contributed most (-1: none)."""
+
+    positions: np.ndarray  # int64
+    scores: np.ndarray  # float64
+    anchors: np.ndarray  # int64
+    anchor_names: list[str | None]
+    signal: str
+    text: str  # the reason's text, "{}" standing for the anchor
+
+    @classmethod
+    def empty(cls, signal: str = "", text: str = "") -> "ScoredItems":
+        none = np.zeros(0, np.int64)
+        return cls(none, np.zeros(0), none, [], signal, text)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def reason(self, row: int) -> Reason:
+        anchor = self.anchor_names[self.anchors[row]] if self.anchors[row] >= 0 else None
+        return Reason(self.signal, anchor, self.text.format(anchor))
+
+    def add_to(self, source: Source, scale: float = 1.0) -> None:
+        """Add these items to a dict source (the weighted merge's form), scores x scale."""
+        for row, (position, score) in enumerate(
+            zip(self.positions.tolist(), self.scores.tolist(), strict=True)
+        ):
+            add_candidate(source, position, score * scale, self.reason(row))
+
+    def as_source(self, scale: float = 1.0) -> Source:
+        source: Source = {}
+        self.add_to(source, scale)
+        return source
+
+
+def aggregate(
+    positions: np.ndarray,
+    contributions: np.ndarray,
+    anchors: np.ndarray,
+    anchor_names: list[str | None],
+    signal: str,
+    text: str,
+) -> ScoredItems:
+    """Sum the contributions per product (several anchors add up) and keep, as the reason, the
+    anchor that contributed most (ties: the first anchor)."""
+    if len(positions) == 0:
+        return ScoredItems.empty(signal, text)
+    distinct, inverse = np.unique(positions, return_inverse=True)
+    scores = np.bincount(inverse, weights=contributions, minlength=len(distinct))
+    order = np.lexsort((anchors, -contributions, inverse))  # per product: biggest first
+    firsts = order[np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]]
+    return ScoredItems(
+        distinct.astype(np.int64),
+        scores,
+        anchors[firsts].astype(np.int64),
+        anchor_names,
+        signal,
+        text,
+    )
+
+
+def neighbor_items(
+    bundle,
+    model: str,
+    anchor_positions: np.ndarray,
+    anchor_weights: np.ndarray,
+    anchor_ids: list[str],
+    per_anchor: int = NEIGHBORS_PER_ANCHOR,
+) -> ScoredItems:
+    """Neighbours in `model` of the anchors (catalog positions), each anchor's list scaled so its
+    best neighbour scores the anchor's weight, summed over anchors.
+
+    Args:
+        bundle: the serving ModelBundle.
+        anchor_weights: the anchors' recency weights.
+        anchor_ids: product ids of the anchors, for the reasons.
+    """
+    signal, text = NEIGHBOR_SIGNALS[model]
+    positions, scores, rows = bundle.neighbor_rows(model, anchor_positions, per_anchor)
+    return aggregate(positions, anchor_weights[rows] * scores, rows, list(anchor_ids), signal, text)
+
+
+def ranked_items(
+    positions: np.ndarray, scores: np.ndarray, anchor: str | None, signal: str, text: str
+) -> ScoredItems:
+    """A ranked list (distinct positions, best first) as one source scaled to a best score of 1,
+    all with the same anchor."""
+    if len(positions) == 0:
+        return ScoredItems.empty(signal, text)
+    top = float(scores[0]) or 1.0
+    order = np.argsort(positions, kind="stable")
+    return ScoredItems(
+        np.asarray(positions, np.int64)[order],
+        np.asarray(scores, np.float64)[order] / top,
+        np.zeros(len(positions), np.int64),
+        [anchor],
+        signal,
+        text,
+    )
+
+
+def session_items(
+    bundle, sequence: list[int], last_id: str | None, n: int = SESSION_CANDIDATES
+) -> ScoredItems:
+    """What session-kNN gives a click sequence (catalog positions, oldest first): its best n,
+    scaled so the best scores 1."""
+    text = "shoppers whose visit was like yours, up to {}"
+    if not sequence:
+        return ScoredItems.empty("session", text)
+    positions, scores = bundle.session_neighbors(sequence)
+    return ranked_items(positions[:n], scores[:n], last_id, "session", text)
+
+
+def grouped_items(
+    groups: list[tuple[str, float, np.ndarray]], boost: np.ndarray, signal: str, text: str
+) -> ScoredItems:
+    """Products of several groups (name, weight, positions), each scored weight x boost, summed
+    when a product is in several groups."""
+    if not groups:
+        return ScoredItems.empty(signal, text)
+    positions = np.concatenate([g[2] for g in groups]).astype(np.int64)
+    weights = np.concatenate([np.full(len(g[2]), g[1]) for g in groups])
+    anchors = np.concatenate([np.full(len(g[2]), i) for i, g in enumerate(groups)])
+    return aggregate(
+        positions, weights * boost[positions], anchors, [g[0] for g in groups], signal, text
+    )
