@@ -20,6 +20,7 @@ from config.settings import Settings, get_settings
 from database import jobs as job_queries
 from database.migrations import apply_migrations
 from database.pool import create_pool
+from database.products import other_listings, product_aliases
 from database.server import release_embedded_server, start_embedded_server
 from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
@@ -37,7 +38,11 @@ logger = logging.getLogger(__name__)
 
 
 async def load_catalog(conn) -> Catalog:
-    return Catalog.from_frame(await fetch_catalog(conn=conn))
+    return Catalog.from_frame(
+        await fetch_catalog(conn=conn),
+        listings=await other_listings(conn=conn),
+        aliases=await product_aliases(conn=conn),
+    )
 
 
 async def refresh_models(app: FastAPI) -> bool:

@@ -9,13 +9,39 @@ RAW_COLUMNS = [
 ]  # fmt: skip
 PRODUCT_COLUMNS = ["id", *RAW_COLUMNS, "discount_ratio"]
 
-_EXISTING_IDS = "SELECT id FROM products WHERE id = ANY($1::text[])"
+_KNOWN_IDS = """
+SELECT id AS asked, id AS product_id FROM products WHERE id = ANY($1::text[])
+UNION ALL
+SELECT alias_id, product_id FROM product_aliases
+WHERE alias_id = ANY($1::text[]) AND alias_id NOT IN (SELECT id FROM products)
+"""
+# Listings beyond a product's own category columns (most products have none).
+_OTHER_LISTINGS = """
+SELECT c.product_id, c.main_category, c.sub_category
+FROM product_categories c JOIN products p ON p.id = c.product_id
+WHERE (c.main_category, c.sub_category) <> (p.main_category, p.sub_category)
+ORDER BY 1, 2, 3
+"""
+_ALIASES = "SELECT alias_id, product_id FROM product_aliases"
 _COUNT = "SELECT count(*) FROM products"
 
 
-async def existing_product_ids(*, conn: asyncpg.Connection, product_ids: list[str]) -> set[str]:
-    rows = await conn.fetch(_EXISTING_IDS, product_ids)
-    return {row["id"] for row in rows}
+async def canonical_product_ids(
+    *, conn: asyncpg.Connection, product_ids: list[str]
+) -> dict[str, str]:
+    """The product each known id stands for: itself, or the product an alias was merged into.
+    Unknown ids are left out."""
+    rows = await conn.fetch(_KNOWN_IDS, product_ids)
+    return {row["asked"]: row["product_id"] for row in rows}
+
+
+async def other_listings(*, conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    """(product id, main category, sub-category) of every listing beyond the product's own."""
+    return [tuple(r) for r in await conn.fetch(_OTHER_LISTINGS)]
+
+
+async def product_aliases(*, conn: asyncpg.Connection) -> dict[str, str]:
+    return {r["alias_id"]: r["product_id"] for r in await conn.fetch(_ALIASES)}
 
 
 async def count_products(*, conn: asyncpg.Connection) -> int:

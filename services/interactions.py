@@ -1,5 +1,6 @@
 """Event ingestion: check events against the catalog, then store them all or none."""
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from database.interactions import EventRow, store_events
-from database.products import existing_product_ids
+from database.products import canonical_product_ids
 from schemas import InteractionIn, InteractionOut
 from services import metrics
 
@@ -45,14 +46,15 @@ async def ingest_events(
     variant_of: Callable[[str], str | None] = lambda user_id: None,
 ) -> list[InteractionOut]:
     """Validate product ids against the catalog and store every event, or none; each event is
-    logged with the user's A/B variant (`variant_of`).
+    logged with the user's A/B variant (`variant_of`). A click on an alias (a listing merged
+    into another product) is stored as a click on that product.
 
     Raises UnknownProductsError before anything is written.
     """
     rows = to_event_rows(events, now=datetime.now(UTC), variant_of=variant_of)
     clicked = sorted({row.product_id for row in rows if row.product_id})
     async with pool.acquire() as conn:
-        known = await existing_product_ids(conn=conn, product_ids=clicked) if clicked else set()
+        known = await canonical_product_ids(conn=conn, product_ids=clicked) if clicked else {}
         unknown = [
             (position, row.product_id)
             for position, row in enumerate(rows)
@@ -60,6 +62,12 @@ async def ingest_events(
         ]
         if unknown:
             raise UnknownProductsError(unknown)
+        rows = [
+            dataclasses.replace(row, product_id=known[row.product_id])
+            if row.product_id and known[row.product_id] != row.product_id
+            else row
+            for row in rows
+        ]
         # An event_id repeated inside one request is a retry too: keep its first occurrence.
         first_of_id: dict[str, EventRow] = {}
         for row in rows:

@@ -219,3 +219,15 @@ async def test_unknown_route_is_a_problem(client):
     response = await client.get("/no-such-route")
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
+
+
+async def test_a_click_on_an_alias_is_stored_as_a_click_on_its_product(client, conn, product_ids):
+    # B0ALIAS001 was a listing merged into product_ids[0] (a near-duplicate under another id).
+    await conn.execute("INSERT INTO product_aliases VALUES ('B0ALIAS001', $1)", product_ids[0])
+    response = await client.post("/interactions", json=_click(product_id="B0ALIAS001"))
+    assert response.status_code == 201, response.text
+    assert response.json()["product_id"] == product_ids[0]
+    stored = await conn.fetch("SELECT product_id FROM interaction_events")
+    assert [r["product_id"] for r in stored] == [product_ids[0]]
+    table = await conn.fetch(f"SELECT product_id FROM {user_table('U12345')}")
+    assert [r["product_id"] for r in table] == [product_ids[0]]

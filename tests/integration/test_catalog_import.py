@@ -62,3 +62,95 @@ async def test_migrations_recorded_and_idempotent(conn):
     versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
     assert versions == [path.stem for path in migration_files()]
     assert await apply_migrations(conn) == []
+
+
+def _raw_row(asin: str, **overrides) -> dict:
+    row = {
+        "name": "boAt Airdopes 141 Bluetooth Earbuds",
+        "main_category": "tv, audio & cameras",
+        "sub_category": "Headphones",
+        "image": f"https://m.media-amazon.com/images/I/{asin}.jpg",
+        "link": f"https://www.amazon.in/boAt-Airdopes-141/dp/{asin}/ref=sr_1_5",
+        "ratings": "4.1",
+        "no_of_ratings": "1,200",
+        "discount_price": "₹1,299",
+        "actual_price": "₹4,490",
+    }
+    return row | overrides
+
+
+def _clean(tmp_path, name: str, rows: list[dict]):
+    from ml.clean_catalog import clean_catalog
+    from ml.generate_catalog import RAW_COLUMNS
+
+    raw = tmp_path / f"{name}-raw.csv"
+    with raw.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RAW_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    processed = tmp_path / f"{name}.csv"
+    clean_catalog([raw], processed)
+    return processed
+
+
+async def test_every_listing_and_alias_is_imported_and_served(conn, tmp_path):
+    from main import load_catalog
+
+    image = "https://m.media-amazon.com/images/I/same.jpg"
+    processed = _clean(
+        tmp_path,
+        "listed",
+        [
+            _raw_row("B0AAAAAAA1"),
+            _raw_row("B0AAAAAAA1", main_category="sports", sub_category="Running"),
+            _raw_row("B0AAAAAAA2", name="Clog size 8", image=image, no_of_ratings="50"),
+            _raw_row("B0AAAAAAA3", name="Clog size 9", image=image, no_of_ratings="5"),
+            _raw_row("B0AAAAAAA4", name="Clog size 8", image=image, no_of_ratings="7"),
+        ],
+    )
+    result = await import_catalog(conn=conn, csv_path=processed)
+    assert result.aliases == 1
+    listed = await conn.fetch(
+        "SELECT main_category, sub_category FROM product_categories WHERE product_id = $1 "
+        "ORDER BY 1",
+        "B0AAAAAAA1",
+    )
+    assert [tuple(r) for r in listed] == [
+        ("sports", "Running"),
+        ("tv, audio & cameras", "Headphones"),
+    ]
+    aliases = await conn.fetch("SELECT alias_id, product_id FROM product_aliases")
+    assert [tuple(r) for r in aliases] == [("B0AAAAAAA4", "B0AAAAAAA2")]
+    assert await conn.fetchval("SELECT count(*) FROM products WHERE id = 'B0AAAAAAA4'") == 0
+
+    catalog = await load_catalog(conn)
+    position = catalog.position_of["B0AAAAAAA1"]
+    assert catalog.position_of["B0AAAAAAA4"] == catalog.position_of["B0AAAAAAA2"]
+    # The category filter and the category's top list see the second listing too.
+    assert catalog.matches(position, "Running", None, None)
+    assert catalog.matching([position], "sports", None, None).tolist() == [True]
+    assert position in catalog.top_by_category["sports"].tolist()
+    assert not catalog.matches(catalog.position_of["B0AAAAAAA2"], "Running", None, None)
+
+
+async def test_an_import_whose_parse_rates_collapse_is_refused(conn, tmp_path):
+    import pytest
+
+    from database.csv_importer import CatalogQualityError
+
+    good = _clean(tmp_path, "good", [_raw_row(f"B0GOOD000{i}") for i in range(5)])
+    await import_catalog(conn=conn, csv_path=good)
+    before = await conn.fetch("SELECT * FROM products ORDER BY id")
+    # The same file saved through the wrong encoding and a broken price column.
+    broken = _clean(
+        tmp_path,
+        "broken",
+        [_raw_row(f"B0GOOD000{i}", discount_price="N/A", actual_price="N/A") for i in range(5)],
+    )
+    with pytest.raises(CatalogQualityError, match="discount_price 100.0% -> 0.0%"):
+        await import_catalog(conn=conn, csv_path=broken)
+    assert await conn.fetch("SELECT * FROM products ORDER BY id") == before
+    forced = await import_catalog(conn=conn, csv_path=broken, force=True)
+    assert not forced.skipped
+    price = await conn.fetchval("SELECT discount_price FROM products WHERE id = 'B0GOOD0001'")
+    assert price is None

@@ -54,7 +54,10 @@ def test_complementary_products_are_clicked_together(catalog, events):
     )
     transitions = clicks[same_session & (clicks["sub"] == "Smartphones")]
     next_subs = following.loc[transitions.index, "sub"].value_counts()
-    assert next_subs.get("Mobile Accessories", 0) > 0.1 * next_subs.sum()
+    after_a_phone = next_subs.get("Mobile Accessories", 0) / next_subs.sum()
+    anywhere = (clicks["sub"] == "Mobile Accessories").mean()
+    # A complement follows a phone in about a tenth of moves: far above its share of all clicks.
+    assert after_a_phone > 3 * anywhere, (after_a_phone, anywhere)
 
 
 def test_new_users_only_appear_in_the_last_two_weeks(events):

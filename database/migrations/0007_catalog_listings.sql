@@ -1,0 +1,17 @@
+-- Every category a product is listed under (the real files list one product in several
+-- sub-categories; products.sub_category holds one of them, see README), ids of listings merged
+-- into another product (events and requests on an alias reach the product), and each import's
+-- data-quality figures (an import whose parse rates collapse is refused).
+CREATE TABLE IF NOT EXISTS product_categories (
+    product_id    text NOT NULL REFERENCES products (id) ON DELETE CASCADE,
+    main_category text NOT NULL,
+    sub_category  text NOT NULL,
+    PRIMARY KEY (product_id, main_category, sub_category)
+);
+CREATE INDEX IF NOT EXISTS product_categories_sub_category_idx
+    ON product_categories (sub_category);
+CREATE TABLE IF NOT EXISTS product_aliases (
+    alias_id   text PRIMARY KEY CHECK (alias_id ~ '^[A-Z0-9]{10}$'),
+    product_id text NOT NULL REFERENCES products (id) ON DELETE CASCADE
+);
+ALTER TABLE catalog_imports ADD COLUMN IF NOT EXISTS quality jsonb;
