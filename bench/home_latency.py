@@ -2,18 +2,23 @@
 and the learned ranker, then the latency of one home request at a time (the user's events read
 from their table, candidates, features, ranker, mixer).
 
-    PGDATA_DIR=/tmp/bench/pgdata python -m bench.home_latency [--users 1000]
+    PGDATA_DIR=/tmp/bench/pgdata python -m bench.home_latency [--users 1000] [--models DIR]
 
 Reads the benchmark database (bench/prepare.py: 551,783 products, 5M events). Product embeddings
 are not trained here (an hour at this size, and the home feed does not use them), so this runs
-in minutes; bench/load.py measures the whole service over HTTP.
+in minutes; bench/load.py measures the whole service over HTTP. With --models DIR the trained
+sources and ranker are written there, and a later run with the same DIR loads them (memory-mapped,
+as serving does) instead of training again: for timing changes to the request path.
 """
 
 import argparse
 import asyncio
+import gc
 import resource
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import numpy as np
@@ -24,6 +29,7 @@ from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from ml.train import train_arrays, train_ranker_file
 from ml.train_ranker import trending_at
+from services.artifacts import load_version, write_version
 from services.catalog import Catalog
 from services.feeds import Filters, home_feed
 from services.models import bundle_from_arrays
@@ -42,7 +48,38 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms"
 
 
-async def run(users: int, folder) -> None:
+def _trained(frame, events, settings, now, folder: Path) -> tuple[dict, bool]:
+    """(arrays, has a ranker): loaded from `folder` when a run wrote them there, else trained
+    and written there."""
+    written = sorted(p for p in folder.glob("*") if (p / "manifest.json").exists())
+    if written:
+        _, arrays = load_version(written[-1])
+        print(f"models loaded from {written[-1]}")
+        return arrays, (written[-1] / RANKER_FILE).exists()
+    clicks = events[events["event_type"] == "product_click"]
+    started = time.perf_counter()
+    arrays, seconds, counts = train_arrays(
+        frame, clicks, settings, now, models=SOURCES, events=events
+    )
+    steps = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
+    print(
+        f"sources: {time.perf_counter() - started:.1f} s ({steps}), {counts}, "
+        f"peak RSS {_peak_rss_mb():,.0f} MB"
+    )
+    started = time.perf_counter()
+    trained_ranker = folder / RANKER_FILE
+    ranking = train_ranker_file(frame, events, settings, now, arrays, trained_ranker)
+    print(
+        f"ranker: {time.perf_counter() - started:.1f} s, {ranking.users} users, "
+        f"{ranking.rows:,} rows, candidate recall {ranking.candidate_recall:.3f}, "
+        f"peak RSS {_peak_rss_mb():,.0f} MB"
+    )
+    files = {RANKER_FILE: trained_ranker} if ranking.booster else {}
+    write_version(folder, arrays, inputs={"events": len(events)}, files=files)
+    return arrays, ranking.booster is not None
+
+
+async def run(users: int, folder: Path) -> None:
     settings = get_settings()
     with database_url(settings.database_url, settings.pgdata_dir) as url:
         conn = await asyncpg.connect(url)
@@ -58,22 +95,7 @@ async def run(users: int, folder) -> None:
                 f"{time.perf_counter() - started:.1f} s, peak RSS {_peak_rss_mb():,.0f} MB"
             )
             clicks = events[events["event_type"] == "product_click"]
-            started = time.perf_counter()
-            arrays, seconds, counts = train_arrays(
-                frame, clicks, settings, now, models=SOURCES, events=events
-            )
-            steps = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
-            print(
-                f"sources: {time.perf_counter() - started:.1f} s ({steps}), {counts}, "
-                f"peak RSS {_peak_rss_mb():,.0f} MB"
-            )
-            started = time.perf_counter()
-            ranking = train_ranker_file(frame, events, settings, now, arrays, folder / RANKER_FILE)
-            print(
-                f"ranker: {time.perf_counter() - started:.1f} s, {ranking.users} users, "
-                f"{ranking.rows:,} rows, candidate recall {ranking.candidate_recall:.3f}, "
-                f"peak RSS {_peak_rss_mb():,.0f} MB"
-            )
+            arrays, has_ranker = _trained(frame, events, settings, now, folder)
             catalog = Catalog.from_frame(frame)
             bundle = bundle_from_arrays(
                 arrays,
@@ -83,11 +105,15 @@ async def run(users: int, folder) -> None:
                 folder=folder,
                 created_at=now,
                 synonyms=Synonyms.load(settings.synonyms_path),
-                ranker=Ranker(folder / RANKER_FILE) if ranking.booster else None,
+                ranker=Ranker(ranker_file(folder)) if has_ranker else None,
             )
             trending = trending_at(catalog, clicks, now, settings.trending_decay_rate)
             active = clicks["user_id"].drop_duplicates()
             sample = active.sample(min(users, len(active)), random_state=1).tolist()
+            # As the service does once it has loaded: the catalog's millions of long-lived
+            # objects out of every garbage collection (else periodic pauses of ~250 ms here).
+            gc.collect()
+            gc.freeze()
             for ranker in ("learned", "weighted"):
                 total, compute = [], []
                 for user in sample:
@@ -123,13 +149,20 @@ async def run(users: int, folder) -> None:
             await conn.close()
 
 
-def main() -> None:
-    import tempfile
-    from pathlib import Path
+def ranker_file(folder: Path) -> Path:
+    written = sorted(p for p in folder.glob("*") if (p / "manifest.json").exists())
+    return written[-1] / RANKER_FILE
 
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--users", type=int, default=1000, help="known users timed")
+    parser.add_argument("--models", type=Path, help="keep (or reuse) the trained models here")
     args = parser.parse_args()
+    if args.models is not None:
+        args.models.mkdir(parents=True, exist_ok=True)
+        asyncio.run(run(args.users, args.models))
+        return
     with tempfile.TemporaryDirectory(prefix="home-latency-") as work:
         asyncio.run(run(args.users, Path(work)))
 

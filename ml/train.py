@@ -176,9 +176,14 @@ def train_arrays(
             counts["sessions"] = len(sessions["sessions_session_indptr"]) - 1
             if "sessions" in models:
                 arrays |= sessions
-                # Clicks per product in the window: a feature of the home ranker.
+                # Clicks per product in the window and in its last week: features of the home
+                # ranker (trending, decayed by the hour, is the third horizon).
                 arrays["sessions_log_clicks"] = np.log1p(
                     np.bincount(item_positions, minlength=n_items)
+                ).astype(np.float32)
+                last_week = age_hours <= 7 * 24
+                arrays["sessions_week_log_clicks"] = np.log1p(
+                    np.bincount(item_positions[last_week], minlength=n_items)
                 ).astype(np.float32)
             seconds["sessions"] = time.perf_counter() - started
             bar.update()

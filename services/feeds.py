@@ -45,6 +45,7 @@ from services.sources import (
     neighbor_items,
     ranked_items,
     session_items,
+    whole_history_items,
 )
 from services.synonyms import ExpandedQuery
 
@@ -321,7 +322,14 @@ def ranker_candidates(
         history.seen = set()
     sources = ranker_sources(catalog, bundle, trending, clicks, queries, history)
     boost = ranking_tables(catalog, trending).boost
-    return feature_rows(catalog, sources, history, boost, bundle.arrays.get("catalog_log_clicks"))
+    return feature_rows(
+        catalog,
+        sources,
+        history,
+        boost,
+        bundle.arrays.get("catalog_log_clicks"),
+        bundle.arrays.get("catalog_week_log_clicks"),
+    )
 
 
 _query_results: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -504,6 +512,8 @@ def ranker_sources(
         for model in ("coclick", "cf", "content", "ease")
         if f"{model}_indptr" in bundle.arrays
     }
+    if "ease_indptr" in bundle.arrays:
+        sources["ease_history"] = whole_history_items(bundle, "ease", history.clicked, catalog.ids)
     sources["session"] = session_items(
         bundle, history.sequence, _last_id(catalog, history.sequence)
     )

@@ -55,13 +55,13 @@ class ModelBundle:
         return mapped[keep], scores[keep]
 
     def neighbor_rows(
-        self, model: str, catalog_positions: np.ndarray, limit: int
+        self, model: str, catalog_positions: np.ndarray, limit: int, relative: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The first `limit` neighbours in `model` of several products at once.
 
         Returns:
-            (catalog positions, scores divided by that product's best score, index of the
-            product in `catalog_positions` each neighbour belongs to).
+            (catalog positions, scores (divided by that product's best score when `relative`),
+            index of the product in `catalog_positions` each neighbour belongs to).
         """
         rows = self.from_catalog[np.asarray(catalog_positions, np.int64)]
         which = np.flatnonzero(rows >= 0)
@@ -73,9 +73,10 @@ class ModelBundle:
             return none, np.zeros(0), none
         offsets = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         scores = np.asarray(self.arrays[f"{model}_scores"][offsets], np.float64)
-        tops = np.asarray(self.arrays[f"{model}_scores"][starts[counts > 0]], np.float64)
-        tops[tops == 0] = 1.0
-        scores /= np.repeat(tops, counts[counts > 0])
+        if relative:
+            tops = np.asarray(self.arrays[f"{model}_scores"][starts[counts > 0]], np.float64)
+            tops[tops == 0] = 1.0
+            scores /= np.repeat(tops, counts[counts > 0])
         mapped = self.to_catalog[self.arrays[f"{model}_indices"][offsets]]
         owner = np.repeat(which, counts)
         keep = mapped >= 0
@@ -136,8 +137,20 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
         created_at=datetime.fromisoformat(manifest["created_at"]),
         synonyms=Synonyms.load(synonyms_file) if synonyms_file.exists() else Synonyms({}),
         vector_index=open_index(index_file) if index_file.exists() else None,
-        ranker=Ranker(folder / RANKER_FILE) if (folder / RANKER_FILE).exists() else None,
+        ranker=_ranker(folder),
     )
+
+
+def _ranker(folder: Path) -> Ranker | None:
+    """The version's ranker. One trained for other features (a version from before an upgrade)
+    is left out: that version serves with the weighted merge until the next training."""
+    if not (folder / RANKER_FILE).exists():
+        return None
+    try:
+        return Ranker(folder / RANKER_FILE)
+    except ValueError as exc:
+        logger.warning("%s: ranker not used: %s", folder.name, exc)
+        return None
 
 
 def bundle_from_arrays(
@@ -162,10 +175,11 @@ def bundle_from_arrays(
     from_catalog = np.full(catalog_size, -1, dtype=np.int64)
     present = to_catalog >= 0
     from_catalog[to_catalog[present]] = np.flatnonzero(present)
-    if "sessions_log_clicks" in arrays:  # in catalog order, as the ranker's features read it
-        log_clicks = np.zeros(catalog_size, np.float32)
-        log_clicks[to_catalog[present]] = arrays["sessions_log_clicks"][present]
-        arrays = arrays | {"catalog_log_clicks": log_clicks}
+    for name in ("log_clicks", "week_log_clicks"):  # in catalog order, as the ranker reads them
+        if f"sessions_{name}" in arrays:
+            in_catalog = np.zeros(catalog_size, np.float32)
+            in_catalog[to_catalog[present]] = arrays[f"sessions_{name}"][present]
+            arrays = arrays | {f"catalog_{name}": in_catalog}
     vocabulary = {str(term): column for column, term in enumerate(arrays["tfidf_vocabulary"])}
     return ModelBundle(
         version,

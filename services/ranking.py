@@ -21,6 +21,7 @@ SOURCES = (
     "cf",
     "content",
     "ease",
+    "ease_history",
     "search",
     "popular",
     "category_popular",
@@ -33,6 +34,7 @@ FEATURES = (
     "trending",
     "catalog_popularity",
     "log_clicks",
+    "week_log_clicks",
     "sub_category_click_share",
     "rating",
     "log_rating_count",
@@ -104,7 +106,8 @@ class CandidateSet:
             Candidate(
                 int(self.positions[row]),
                 float(scores[row]),
-                [items.reason(at[row]) for items, at in found if at[row] >= 0],
+                # dict.fromkeys: two sources of one model can give the same reason
+                list(dict.fromkeys(items.reason(at[row]) for items, at in found if at[row] >= 0)),
             )
             for row in rows.tolist()
         ]
@@ -125,6 +128,7 @@ def feature_rows(
     history: UserHistory,
     boost: np.ndarray,
     log_clicks: np.ndarray | None,
+    week_log_clicks: np.ndarray | None = None,
 ) -> CandidateSet:
     """One candidate per product found by any source (seen products left out) and its features
     in FEATURES order. A source's scores are scaled by its best item and ranked over all its
@@ -161,6 +165,9 @@ def feature_rows(
     columns["catalog_popularity"] = catalog.popularity[positions]
     no_clicks = np.zeros(len(positions))
     columns["log_clicks"] = log_clicks[positions] if log_clicks is not None else no_clicks
+    columns["week_log_clicks"] = (
+        week_log_clicks[positions] if week_log_clicks is not None else no_clicks
+    )
     columns["sub_category_click_share"] = (
         sub_category_click_share(catalog, log_clicks)[positions]
         if log_clicks is not None
@@ -217,8 +224,11 @@ class Ranker:
 
     def __init__(self, path: Path):
         self.booster = lightgbm.Booster(model_file=str(path))
-        if self.booster.num_feature() != len(FEATURES):
-            raise ValueError(f"{path}: ranker has {self.booster.num_feature()} features")
+        if self.booster.feature_name() != list(FEATURES):
+            raise ValueError(
+                f"{path}: ranker trained on other features ({self.booster.num_feature()}, "
+                f"serving computes {len(FEATURES)})"
+            )
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """The ranker's score of each feature row (higher: shown first)."""

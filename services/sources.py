@@ -11,6 +11,7 @@ from services.recommender import Reason, Source, add_candidate
 
 NEIGHBORS_PER_ANCHOR = 30
 SESSION_CANDIDATES = 100
+HISTORY_CANDIDATES = 100
 # The item-item models a clicked product is an anchor in: signal and reason text.
 NEIGHBOR_SIGNALS = {
     "content": ("similar", "similar to {}"),
@@ -102,6 +103,33 @@ def neighbor_items(
     signal, text = NEIGHBOR_SIGNALS[model]
     positions, scores, rows = bundle.neighbor_rows(model, anchor_positions, per_anchor)
     return aggregate(positions, anchor_weights[rows] * scores, rows, list(anchor_ids), signal, text)
+
+
+def whole_history_items(
+    bundle, model: str, clicked: np.ndarray, ids: np.ndarray, n: int = HISTORY_CANDIDATES
+) -> ScoredItems:
+    """The item-item model applied to the whole history, as EASE scores a user: its raw weights
+    summed over every product clicked in the window (each once, however old), the best n kept.
+
+    Args:
+        clicked: catalog positions of the clicks (repeats allowed).
+        ids: product id of every catalog position, for the reasons.
+    """
+    signal, text = NEIGHBOR_SIGNALS[model]
+    anchors = np.unique(clicked)
+    positions, scores, rows = bundle.neighbor_rows(model, anchors, limit=1 << 30, relative=False)
+    items = aggregate(positions, scores, rows, list(ids[anchors]), signal, text)
+    if len(items) <= n:
+        return items
+    best = np.sort(np.argpartition(-items.scores, n)[:n])  # positions stay ascending
+    return ScoredItems(
+        items.positions[best],
+        items.scores[best],
+        items.anchors[best],
+        items.anchor_names,
+        signal,
+        text,
+    )
 
 
 def ranked_items(
