@@ -50,7 +50,7 @@ _DROP_OLD_CATEGORIES = (
 )
 _INSERT_CATEGORIES = """
 INSERT INTO product_categories
-SELECT DISTINCT product_id, main_category, sub_category FROM categories_staging
+SELECT product_id, main_category, sub_category FROM categories_staging
 WHERE product_id IN (SELECT id FROM products)
 ON CONFLICT DO NOTHING
 """
@@ -61,8 +61,14 @@ _CREATE_ALIAS_STAGING = (
 # that is a product again in this catalog is no alias.
 _APPLY_ALIASES = (
     """
-DELETE FROM products WHERE id IN (SELECT alias_id FROM aliases_staging)
-AND id NOT IN (SELECT id FROM products_staging)
+DELETE FROM product_categories c USING aliases_staging a
+WHERE c.product_id = a.alias_id
+AND NOT EXISTS (SELECT 1 FROM products_staging s WHERE s.id = a.alias_id)
+""",
+    """
+DELETE FROM products p USING aliases_staging a
+WHERE p.id = a.alias_id
+AND NOT EXISTS (SELECT 1 FROM products_staging s WHERE s.id = a.alias_id)
 """,
     "DELETE FROM product_aliases WHERE alias_id IN (SELECT id FROM products_staging)",
     """

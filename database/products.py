@@ -12,8 +12,8 @@ PRODUCT_COLUMNS = ["id", *RAW_COLUMNS, "discount_ratio"]
 _KNOWN_IDS = """
 SELECT id AS asked, id AS product_id FROM products WHERE id = ANY($1::text[])
 UNION ALL
-SELECT alias_id, product_id FROM product_aliases
-WHERE alias_id = ANY($1::text[]) AND alias_id NOT IN (SELECT id FROM products)
+SELECT a.alias_id, a.product_id FROM product_aliases a
+WHERE a.alias_id = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM products p WHERE p.id = a.alias_id)
 """
 # Listings beyond a product's own category columns (most products have none).
 _OTHER_LISTINGS = """

@@ -47,6 +47,7 @@ PLAIN_PRICE = re.compile(r"^\s*₹?[\d,]+(?:\.\d+)?\s*$")
 TRUNCATION_MARK = re.compile(r"(?:\s*(?:\.{3,}|…))+\s*$")
 # C0/C1 control characters (tab and newline become spaces with the rest of the whitespace).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+HTML_ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 REPLACEMENT_CHARACTER = "\ufffd"  # a byte that was lost before the file reached us
 # NFKC would turn these into plain letters and digits glued to the word: "Zip™" -> "ZipTM".
 KEEP_UNDER_NFKC = "™®©℠°²³¹½¼¾"
@@ -73,7 +74,7 @@ def repair_text(value: str | None, repairs: Counter | None = None) -> str:
         return ""
     text = value
     found: list[str] = []
-    if "&" in text:
+    if "&" in text and HTML_ENTITY.search(text):  # links have "&s=" on every row
         unescaped = html.unescape(text)
         if unescaped != text:
             found.append("html_entity")
@@ -91,40 +92,57 @@ def repair_text(value: str | None, repairs: Counter | None = None) -> str:
         text = text.replace(REPLACEMENT_CHARACTER, "")
     if not text.isascii():
         text = _nfkc(text)
-    if repairs is not None:
+    if found and repairs is not None:
         repairs.update(found)
     return " ".join(text.split())
 
 
 def clean_name(value: str | None, repairs: Counter | None = None) -> str:
     """Repair a product name and drop the '...' the scraper left on truncated names."""
-    return TRUNCATION_MARK.sub("", repair_text(value, repairs))
+    name = repair_text(value, repairs)
+    # The regex only where it can match: searched from every position it is slow.
+    return TRUNCATION_MARK.sub("", name) if name.endswith(("...", "…")) else name
+
+
+def _repaired(value: str | None) -> str:
+    """A value as it will be parsed: most are plain already (the repair is the slow part)."""
+    if not value:
+        return ""
+    return value.strip() if PLAIN_PRICE.match(value) else repair_text(value)
 
 
 def parse_price(value: str | None) -> float | None:
     """'₹32,999' (or its mojibake 'â‚¹32,999') -> 32999.0; empty, zero or junk -> None."""
-    if not value:
-        return None
-    text = value if PLAIN_PRICE.match(value) else repair_text(value)
-    text = text.replace("₹", "").replace(",", "").strip()
+    return _price(_repaired(value))
+
+
+def parse_rating(value: str | None) -> float | None:
+    """'4.2' -> 4.2; 'Get', 'FREE', empty or outside 0..5 -> None."""
+    return _rating(_repaired(value))
+
+
+def parse_rating_count(value: str | None) -> int | None:
+    """'2,255' -> 2255, '24.0' -> 24; 'FREE Delivery by Amazon' -> None."""
+    return _rating_count(_repaired(value))
+
+
+def _price(text: str) -> float | None:
+    text = text.replace("₹", "").replace(",", "")
     if not NUMBER_IN_TEXT.match(text):
         return None
     price = float(text)
     return price if price > 0 else None
 
 
-def parse_rating(value: str | None) -> float | None:
-    """'4.2' -> 4.2; 'Get', 'FREE', empty or outside 0..5 -> None."""
-    text = repair_text(value)
+def _rating(text: str) -> float | None:
     if not NUMBER_IN_TEXT.match(text):
         return None
     rating = float(text)
     return rating if 0 <= rating <= 5 else None
 
 
-def parse_rating_count(value: str | None) -> int | None:
-    """'2,255' -> 2255, '24.0' -> 24; 'FREE Delivery by Amazon' -> None."""
-    text = repair_text(value).replace(",", "")
+def _rating_count(text: str) -> int | None:
+    text = text.replace(",", "")
     if not NUMBER_IN_TEXT.match(text):
         return None
     count = float(text)
@@ -209,12 +227,29 @@ class FileQuality:
 
 
 PARSED_COLUMNS = ("discount_price", "actual_price", "ratings", "no_of_ratings")
+# Parsers of text already repaired.
 _PARSERS = {
-    "discount_price": parse_price,
-    "actual_price": parse_price,
-    "ratings": parse_rating,
-    "no_of_ratings": parse_rating_count,
+    "discount_price": _price,
+    "actual_price": _price,
+    "ratings": _rating,
+    "no_of_ratings": _rating_count,
 }
+
+
+_category_repairs: dict[str, tuple[str, Counter]] = {}
+
+
+def _repair_category(value: str | None, repairs: Counter) -> str:
+    """repair_text for the few distinct category names, each repaired once per process."""
+    if not value:
+        return ""
+    known = _category_repairs.get(value)
+    if known is None:
+        found: Counter = Counter()
+        known = _category_repairs[value] = (repair_text(value, found), found)
+    if known[1]:
+        repairs.update(known[1])
+    return known[0]
 
 
 def clean_row(
@@ -225,8 +260,8 @@ def clean_row(
     name = clean_name(raw.get("name"), quality.repairs)
     if not name:
         return None, "missing_name"
-    main_category = repair_text(raw.get("main_category"), quality.repairs)
-    sub_category = repair_text(raw.get("sub_category"), quality.repairs)
+    main_category = _repair_category(raw.get("main_category"), quality.repairs)
+    sub_category = _repair_category(raw.get("sub_category"), quality.repairs)
     if not main_category or not sub_category:
         return None, "missing_category"
     link = repair_text(raw.get("link"))
@@ -237,8 +272,8 @@ def clean_row(
     for column, parse in _PARSERS.items():
         text = raw.get(column)
         if text and text.strip():
-            if not PLAIN_PRICE.match(text):  # count what repairing it takes
-                text = repair_text(text, quality.repairs)
+            # Counting what repairing it takes; most values are plain (nothing to repair).
+            text = text.strip() if PLAIN_PRICE.match(text) else repair_text(text, quality.repairs)
             values[column] = parse(text)
             quality.present[column] += 1
             quality.parsed[column] += values[column] is not None
@@ -443,10 +478,12 @@ def _write_outputs(output: Path, products, categories, aliases, report) -> None:
     partial = {kind: path.with_name(path.name + ".partial") for kind, path in paths.items()}
     try:
         with partial["catalog"].open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=PROCESSED_COLUMNS)
-            writer.writeheader()
-            for product_id in sorted(products):  # sorted: the same output whatever the order
-                writer.writerow(products[product_id])
+            writer = csv.writer(handle)
+            writer.writerow(PROCESSED_COLUMNS)
+            writer.writerows(  # sorted: the same output whatever the order of the input
+                [products[product_id][c] for c in PROCESSED_COLUMNS]
+                for product_id in sorted(products)
+            )
         with partial["categories"].open("w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["product_id", "main_category", "sub_category"])

@@ -229,5 +229,5 @@ async def test_a_click_on_an_alias_is_stored_as_a_click_on_its_product(client, c
     assert response.json()["product_id"] == product_ids[0]
     stored = await conn.fetch("SELECT product_id FROM interaction_events")
     assert [r["product_id"] for r in stored] == [product_ids[0]]
-    table = await conn.fetch(f"SELECT product_id FROM {user_table('U12345')}")
+    table = await conn.fetch('SELECT product_id FROM "U12345_interactions"')
     assert [r["product_id"] for r in table] == [product_ids[0]]
