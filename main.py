@@ -26,8 +26,9 @@ from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
 from routers import admin, health, interactions, recommendations
 from routers import metrics as metrics_router
-from routers.middleware import RequestContextMiddleware
+from routers.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from routers.problems import install_problem_handlers
+from schemas import MAX_BODY_BYTES
 from services import metrics, text_encoder
 from services.catalog import Catalog
 from services.jobs import JobRunner
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(interactions.router)

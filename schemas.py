@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,20 @@ MAX_QUERY_LENGTH = 200
 MAX_BATCH_EVENTS = 1000
 # Client clocks drift; more than this ahead of the server is a bug, not drift.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# A year back covers any offline queue or backfill; 1900 is a client bug, not an event.
+MAX_EVENT_AGE = timedelta(days=365)
+# Request bodies above this are refused with 413 before they are read whole (a batch of 1,000
+# events is about 200 KB).
+MAX_BODY_BYTES = 1 << 20
+
+
+def _no_control_characters(value: str) -> str:
+    # NUL cannot be stored in PostgreSQL text at all; other control characters are never search
+    # text, and would reach the logs and the per-user tables verbatim.
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
 
 UserId = Annotated[
     str,
@@ -35,7 +50,11 @@ ProductId = Annotated[
 SearchText = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_LENGTH),
-    Field(description="Search text, trimmed; must not be blank.", examples=["wireless earbuds"]),
+    AfterValidator(_no_control_characters),
+    Field(
+        description="Search text, trimmed; must not be blank nor hold control characters.",
+        examples=["wireless earbuds"],
+    ),
 ]
 EventType = Literal["product_click", "search_query"]
 
@@ -54,7 +73,9 @@ class InteractionIn(BaseModel):
         default=None, validate_default=True, description="Required for search_query."
     )
     timestamp: datetime | None = Field(
-        default=None, description="When it happened (UTC if no offset); default: now."
+        default=None,
+        description="When it happened (UTC if no offset); default: now. At most 5 minutes "
+        "ahead of the server's clock and 365 days behind it.",
     )
     event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_REGEX)] | None = Field(
         default=None, description="Client id for safe retries: an event_id is stored once."
@@ -82,13 +103,16 @@ class InteractionIn(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def timestamp_not_in_future(cls, value: datetime | None):
+    def timestamp_in_window(cls, value: datetime | None):
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        now = datetime.now(UTC)
+        if value > now + MAX_FUTURE_SKEW:
             raise ValueError("timestamp is more than 5 minutes in the future")
+        if value < now - MAX_EVENT_AGE:
+            raise ValueError("timestamp is more than 365 days in the past")
         return value.astimezone(UTC)
 
 

@@ -7,9 +7,12 @@ import os
 import re
 import time
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config.logging import request_id
+from routers.problems import problem_response
 from services import metrics
 
 access_log = logging.getLogger("access")
@@ -68,3 +71,38 @@ class RequestContextMiddleware:
                 },
             )
             request_id.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """413 for a request body above `limit` bytes: refused by its Content-Length before any of
+    it is read, or as soon as a body without one (chunked) passes the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = problem_response(Request(scope), 413, self._detail())
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    # An HTTPException: the problem handlers answer it (413, problem+json).
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _detail(self) -> str:
+        return f"Request body larger than {self.limit:,} bytes."

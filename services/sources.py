@@ -3,7 +3,7 @@ a score for each and which anchor (a clicked product, a past search, a category)
 most strongly, which becomes the item's reason. A user's anchors are gathered from the
 memory-mapped neighbour arrays in a few numpy calls: no Python per candidate."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class ScoredItems:
     anchor_names: list[str | None]
     signal: str
     text: str  # the reason's text, "{}" standing for the anchor
+    _by_anchor: list[Reason] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def empty(cls, signal: str = "", text: str = "") -> "ScoredItems":
@@ -42,15 +43,23 @@ class ScoredItems:
         return len(self.positions)
 
     def reason(self, row: int) -> Reason:
-        anchor = self.anchor_names[self.anchors[row]] if self.anchors[row] >= 0 else None
-        return Reason(self.signal, anchor, self.text.format(anchor))
+        return self._reasons()[self.anchors[row]]
+
+    def _reasons(self) -> list[Reason]:
+        """One Reason per anchor (the last for "no anchor"), made once: items share them."""
+        if self._by_anchor is None:
+            self._by_anchor = [
+                Reason(self.signal, a, self.text.format(a)) for a in [*self.anchor_names, None]
+            ]
+        return self._by_anchor
 
     def add_to(self, source: Source, scale: float = 1.0) -> None:
         """Add these items to a dict source (the weighted merge's form), scores x scale."""
-        for row, (position, score) in enumerate(
-            zip(self.positions.tolist(), self.scores.tolist(), strict=True)
+        reasons = self._reasons()
+        for position, score, anchor in zip(
+            self.positions.tolist(), self.scores.tolist(), self.anchors.tolist(), strict=True
         ):
-            add_candidate(source, position, score * scale, self.reason(row))
+            add_candidate(source, position, score * scale, reasons[anchor])
 
     def as_source(self, scale: float = 1.0) -> Source:
         source: Source = {}

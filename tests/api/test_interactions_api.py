@@ -54,6 +54,16 @@ INVALID_EVENTS = [
         "body.timestamp",
     ),
     (lambda p: _click(product_id=p, timestamp="yesterday"), "body.timestamp"),
+    (lambda p: _click(product_id=p, timestamp="1900-01-01T00:00:00Z"), "body.timestamp"),
+    # PostgreSQL text cannot hold NUL: it must be refused, not reach SQL (it gave a 500).
+    (
+        lambda p: {"user_id": "U1", "event_type": "search_query", "query": "ab\u0000cd"},
+        "body.query",
+    ),
+    (
+        lambda p: {"user_id": "U1", "event_type": "search_query", "query": "ring\u0007 bell"},
+        "body.query",
+    ),
     (lambda p: _click(product_id=p, colour="red"), "body.colour"),
     (lambda p: _click(product_id=p, event_id="has space"), "body.event_id"),
 ]
@@ -231,3 +241,28 @@ async def test_a_click_on_an_alias_is_stored_as_a_click_on_its_product(client, c
     assert [r["product_id"] for r in stored] == [product_ids[0]]
     table = await conn.fetch('SELECT product_id FROM "U12345_interactions"')
     assert [r["product_id"] for r in table] == [product_ids[0]]
+
+
+async def test_a_body_above_the_limit_is_refused_with_413_and_nothing_stored(client, conn):
+    from schemas import MAX_BODY_BYTES
+
+    before = await _database_state(conn)
+    query = "x" * (MAX_BODY_BYTES + 10)
+    body = f'{{"user_id": "U1", "event_type": "search_query", "query": "{query}"}}'.encode()
+    declared = await client.post(
+        "/interactions", content=body, headers={"content-type": "application/json"}
+    )
+    assert declared.status_code == 413, declared.text
+    assert declared.headers["content-type"] == PROBLEM
+    assert declared.json()["status"] == 413
+
+    async def chunks():  # no Content-Length: the limit applies as the body streams in
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    streamed = await client.post(
+        "/interactions", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413, streamed.text
+    assert streamed.headers["content-type"] == PROBLEM
+    assert await _database_state(conn) == before

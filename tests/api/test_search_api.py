@@ -142,6 +142,7 @@ async def test_personal_boost_lifts_the_users_interests(client, conn):
         ({"q": ""}, "query.q"),
         ({"q": "   \t "}, "query.q"),
         ({"q": "x" * 201}, "query.q"),
+        ({"q": "ab\x00cd"}, "query.q"),  # control characters are never search text
         ({"q": "shoes", "user_id": "bad id!"}, "query.user_id"),
         ({"q": "shoes", "limit": 0}, "query.limit"),
     ],
