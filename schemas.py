@@ -272,10 +272,18 @@ class RecommendationsOut(BaseModel):
     offset: int
 
 
+DEGRADED = Field(
+    default=False,
+    description="True when the user's history could not be read (database unavailable): the "
+    "results are what everyone gets (new-user feed, plain search), from memory.",
+)
+
+
 class HomeOut(RecommendationsOut):
     variant: str = Field(
         description="The A/B ranking variant of this user (AB_VARIANTS; 'default' without a test)."
     )
+    degraded: bool = DEGRADED
 
 
 class ExpansionOut(BaseModel):
@@ -291,6 +299,7 @@ class SearchOut(RecommendationsOut):
         description="Why these are not search matches: no_match_used_associations, "
         "no_match_used_trending or no_models_used_trending; null for real matches."
     )
+    degraded: bool = DEGRADED
 
 
 # --- Operations --------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """GET /recommendations/home, /recommendations/product/{product_id} and /recommendations/search."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -8,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from database.interactions import recent_user_events
+from database.pool import DatabaseUnavailable, connection
 from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
@@ -34,6 +36,7 @@ from services.feeds import (
 from services.text_encoder import embed_query
 from services.variants import assign_variant
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/recommendations", tags=["recommendations"])
 PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}
 
@@ -69,10 +72,16 @@ def _response(request: Request, feed: Feed, query: RecommendationQuery) -> JSONR
     return JSONResponse(_page(request, feed, query))
 
 
-async def _recent_events(pool, user_id: str, since: datetime) -> list[dict]:
-    async with pool.acquire() as conn:
-        events = await recent_user_events(conn=conn, user_id=user_id, since=since)
-    return [dict(e) for e in events]
+async def _recent_events(pool, user_id: str, since: datetime) -> tuple[list[dict], bool]:
+    """The user's events since `since`, and whether the read failed (database unavailable:
+    the feed is then built from memory alone, marked degraded)."""
+    try:
+        async with connection(pool) as conn:
+            events = await recent_user_events(conn=conn, user_id=user_id, since=since)
+    except DatabaseUnavailable as exc:
+        logger.warning("history of %s not read, serving degraded: %s", user_id, exc)
+        return [], True
+    return [dict(e) for e in events], False
 
 
 def _filters(query: RecommendationQuery) -> Filters:
@@ -84,7 +93,9 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
     """Personal home feed; the user's recent events are read at request time."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    events = await _recent_events(pool, query.user_id, now - timedelta(days=settings.history_days))
+    events, degraded = await _recent_events(
+        pool, query.user_id, now - timedelta(days=settings.history_days)
+    )
     variant = assign_variant(query.user_id, request.app.state.variants, settings.ab_salt)
     feed = home_feed(
         catalog=request.app.state.catalog,
@@ -101,7 +112,9 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
         ranker=variant.ranker,
         max_per_sub_category=settings.home_max_per_sub_category,
     )
-    return JSONResponse(_page(request, feed, query) | {"variant": variant.name})
+    return JSONResponse(
+        _page(request, feed, query) | {"variant": variant.name, "degraded": degraded}
+    )
 
 
 @router.get(
@@ -167,10 +180,10 @@ async def search(request: Request, pool: Pool, query: Annotated[SearchQuery, Que
     settings = request.app.state.settings
     now = datetime.now(UTC)
     bundle = request.app.state.models.bundle
-    events = []
+    events, degraded = [], False
     if query.user_id is not None:
         since = now - timedelta(days=settings.history_days)
-        events = await _recent_events(pool, query.user_id, since)
+        events, degraded = await _recent_events(pool, query.user_id, since)
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
         query_vector = bundle.cached_query_vector(query.q)
@@ -204,5 +217,6 @@ async def search(request: Request, pool: Pool, query: Annotated[SearchQuery, Que
             ],
             "expanded_terms": expanded.expanded_terms() if expanded else [],
             "fallback_reason": feed.fallback_reason,
+            "degraded": degraded,
         }
     )

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from database.interactions import EventRow, store_events
+from database.pool import connection
 from database.products import canonical_product_ids
 from schemas import InteractionIn, InteractionOut
 from services import metrics
@@ -49,11 +50,12 @@ async def ingest_events(
     logged with the user's A/B variant (`variant_of`). A click on an alias (a listing merged
     into another product) is stored as a click on that product.
 
-    Raises UnknownProductsError before anything is written.
+    Raises UnknownProductsError before anything is written, DatabaseUnavailable when the
+    database cannot be reached (nothing stored: one transaction).
     """
     rows = to_event_rows(events, now=datetime.now(UTC), variant_of=variant_of)
     clicked = sorted({row.product_id for row in rows if row.product_id})
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         known = await canonical_product_ids(conn=conn, product_ids=clicked) if clicked else {}
         unknown = [
             (position, row.product_id)
