@@ -27,7 +27,7 @@ from database.trending import fetch_trending, trending_computed_at
 from routers import admin, health, interactions, recommendations
 from routers import metrics as metrics_router
 from routers.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from routers.problems import install_problem_handlers
+from routers.problems import install_problem_docs, install_problem_handlers
 from schemas import MAX_BODY_BYTES
 from services import metrics, text_encoder
 from services.catalog import Catalog
@@ -206,6 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    install_problem_docs(app)
     app.add_middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)

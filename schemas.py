@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -29,10 +29,11 @@ MAX_EVENT_AGE = timedelta(days=365)
 MAX_BODY_BYTES = 1 << 20
 
 
-def _no_control_characters(value: str) -> str:
+def _no_control_characters(value):
     # NUL cannot be stored in PostgreSQL text at all; other control characters are never search
-    # text, and would reach the logs and the per-user tables verbatim.
-    if any(unicodedata.category(c) == "Cc" for c in value):
+    # text, and would reach the logs and the per-user tables verbatim. Checked before trimming,
+    # as the schema's pattern reads the value sent.
+    if isinstance(value, str) and any(unicodedata.category(c) == "Cc" for c in value):
         raise ValueError("must not contain control characters")
     return value
 
@@ -47,31 +48,30 @@ ProductId = Annotated[
     StringConstraints(pattern=PRODUCT_ID_REGEX),
     Field(description="10 uppercase letters or digits.", examples=["B09N3ZNHTY"]),
 ]
+# No control characters, and at least one character that is not white space (written in the
+# schema, so a client generated from it knows; the validator below says why in its message).
+SEARCH_TEXT_PATTERN = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
 SearchText = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_LENGTH),
-    AfterValidator(_no_control_characters),
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=MAX_QUERY_LENGTH,
+        pattern=SEARCH_TEXT_PATTERN,
+    ),
+    BeforeValidator(_no_control_characters),
     Field(
         description="Search text, trimmed; must not be blank nor hold control characters.",
         examples=["wireless earbuds"],
     ),
 ]
-EventType = Literal["product_click", "search_query"]
+EventType = Literal["product_click", "search_query"]  # EVENT_TYPES below
 
 
-class InteractionIn(BaseModel):
-    """One event posted by the frontend."""
-
+class _EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     user_id: UserId
-    event_type: EventType
-    product_id: ProductId | None = Field(
-        default=None, validate_default=True, description="Required for product_click."
-    )
-    query: SearchText | None = Field(
-        default=None, validate_default=True, description="Required for search_query."
-    )
     timestamp: datetime | None = Field(
         default=None,
         description="When it happened (UTC if no offset); default: now. At most 5 minutes "
@@ -80,26 +80,6 @@ class InteractionIn(BaseModel):
     event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_REGEX)] | None = Field(
         default=None, description="Client id for safe retries: an event_id is stored once."
     )
-
-    @field_validator("product_id")
-    @classmethod
-    def product_id_matches_event_type(cls, value: str | None, info: ValidationInfo):
-        event_type = info.data.get("event_type")
-        if event_type == "product_click" and value is None:
-            raise ValueError("product_id is required for product_click events")
-        if event_type == "search_query" and value is not None:
-            raise ValueError("product_id is not allowed on search_query events")
-        return value
-
-    @field_validator("query")
-    @classmethod
-    def query_matches_event_type(cls, value: str | None, info: ValidationInfo):
-        event_type = info.data.get("event_type")
-        if event_type == "search_query" and value is None:
-            raise ValueError("query is required for search_query events")
-        if event_type == "product_click" and value is not None:
-            raise ValueError("query is not allowed on product_click events")
-        return value
 
     @field_validator("timestamp")
     @classmethod
@@ -114,6 +94,51 @@ class InteractionIn(BaseModel):
         if value < now - MAX_EVENT_AGE:
             raise ValueError("timestamp is more than 365 days in the past")
         return value.astimezone(UTC)
+
+
+class ClickIn(_EventIn):
+    """A product click: the product, no query."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "U12345", "event_type": "product_click", "product_id": "B09N3ZNHTY"}
+            ]
+        },
+    )
+
+    event_type: Literal["product_click"]
+    product_id: ProductId
+
+    @property
+    def query(self) -> None:
+        return None
+
+
+class SearchIn(_EventIn):
+    """A search: the query, no product."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "U12345", "event_type": "search_query", "query": "wireless earbuds"}
+            ]
+        },
+    )
+
+    event_type: Literal["search_query"]
+    query: SearchText
+
+    @property
+    def product_id(self) -> None:
+        return None
+
+
+# One event posted by the frontend: a click or a search, told apart by event_type.
+InteractionIn = Annotated[ClickIn | SearchIn, Field(discriminator="event_type")]
+EVENT_TYPES = ("product_click", "search_query")
 
 
 class InteractionBatchIn(BaseModel):
@@ -182,8 +207,12 @@ class RecommendationQuery(BaseModel):
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
         | None
     ) = Field(default=None, description="Main or sub-category to keep, e.g. 'Headphones'.")
-    min_price: float | None = Field(default=None, ge=0)
-    max_price: float | None = Field(default=None, ge=0)
+    min_price: float | None = Field(
+        default=None, ge=0, description="Lowest selling price, rupees; at most max_price."
+    )
+    max_price: float | None = Field(
+        default=None, ge=0, description="Highest selling price, rupees; at least min_price."
+    )
 
     @field_validator("max_price")
     @classmethod

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from database.pool import DATABASE_UNAVAILABLE, RETRY_AFTER_SECONDS, DatabaseUnavailable
-from schemas import Problem, ProblemFieldError
+from schemas import EVENT_TYPES, Problem, ProblemFieldError
 
 logger = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -63,9 +63,18 @@ def field_path(loc: tuple | list) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _field_of(error: dict) -> str:
+    # An event is a union told apart by event_type: pydantic puts the tag in the path
+    # (body.product_click.product_id); clients know the field as body.product_id.
+    loc = [part for part in error["loc"] if part not in EVENT_TYPES]
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("event_type")
+    return field_path(loc)
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [
-        ProblemFieldError(field=field_path(error["loc"]), message=error["msg"], type=error["type"])
+        ProblemFieldError(field=_field_of(error), message=error["msg"], type=error["type"])
         for error in exc.errors()
     ]
     fields = ", ".join(sorted({error.field for error in errors}))
@@ -108,3 +117,46 @@ def install_problem_handlers(app: FastAPI) -> None:
     for error in (DatabaseUnavailable, *DATABASE_UNAVAILABLE):
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+# Error statuses every operation of a kind can answer, beyond those its route declares.
+_BODY_ERRORS = {"400": "Body is not valid JSON", "413": "Body larger than the limit"}
+_DATABASE_ERRORS = {"503": "Database unavailable (writes: nothing stored; see Retry-After)"}
+
+
+def document_problems(schema: dict) -> dict:
+    """The OpenAPI document as the service answers: every 4xx/5xx is application/problem+json
+    (a Problem), and operations list the statuses they can give (400 and 413 with a body, 422
+    with parameters or a body, 503 where the database is written)."""
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            extra: dict[str, str] = {}
+            if "requestBody" in operation:
+                extra |= _BODY_ERRORS | {"422": "Invalid request"}
+            if operation.get("parameters"):
+                extra |= {"422": "Invalid request"}
+            if method == "post" and path.startswith("/interactions"):
+                extra |= _DATABASE_ERRORS
+            for status, description in extra.items():
+                responses.setdefault(status, {"description": description})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400 and path != "/ready":
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem}}
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return schema
+
+
+def install_problem_docs(app: FastAPI) -> None:
+    """Serve the OpenAPI document through `document_problems` (built once, on first request)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi
