@@ -96,16 +96,15 @@ class _EventIn(BaseModel):
         return value.astimezone(UTC)
 
 
+def _event_config(example: dict) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
 class ClickIn(_EventIn):
     """A product click: the product, no query."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"user_id": "U12345", "event_type": "product_click", "product_id": "B09N3ZNHTY"}
-            ]
-        },
+    model_config = _event_config(
+        {"user_id": "U12345", "event_type": "product_click", "product_id": "B09N3ZNHTY"}
     )
 
     event_type: Literal["product_click"]
@@ -119,13 +118,8 @@ class ClickIn(_EventIn):
 class SearchIn(_EventIn):
     """A search: the query, no product."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"user_id": "U12345", "event_type": "search_query", "query": "wireless earbuds"}
-            ]
-        },
+    model_config = _event_config(
+        {"user_id": "U12345", "event_type": "search_query", "query": "wireless earbuds"}
     )
 
     event_type: Literal["search_query"]

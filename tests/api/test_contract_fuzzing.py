@@ -9,19 +9,15 @@ A larger run, by hand, against a running service:
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from bench.server import start_server
 from config.settings import Settings
 from main import create_app
 from schemas import PRODUCT_ID_REGEX
@@ -32,12 +28,6 @@ PRODUCT_ID = re.compile(PRODUCT_ID_REGEX)
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 EXAMPLES = 20  # per operation: CI stays within a couple of minutes
 schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -61,28 +51,14 @@ async def fuzz_database(server_url, template_database):
 def live_server(fuzz_database, tmp_path_factory):
     """The service under uvicorn, as ops run it: (base URL, a product id of its catalog)."""
     url, product_id = fuzz_database
-    port = _free_port()
     env = os.environ | {
         "DATABASE_URL": url,
         "ARTIFACTS_DIR": str(tmp_path_factory.mktemp("fuzz-artifacts")),
         "ADMIN_API_KEY": ADMIN_KEY,
         "SCHEDULER_ENABLED": "false",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port), "--log-level", "error"],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+    base, process = start_server(env, workers=1)
     try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("the service did not become ready")
         yield base, product_id
     finally:
         process.terminate()
