@@ -33,7 +33,8 @@ def start_server(env: dict[str, str], workers: int) -> tuple[str, subprocess.Pop
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
     command += ["--workers", str(workers), "--no-access-log", "--log-level", "warning"]
-    server = subprocess.Popen(command, env=env)
+    # Its own process group: a test or a benchmark can kill uvicorn and its workers together.
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, server)
