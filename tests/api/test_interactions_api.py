@@ -64,6 +64,9 @@ INVALID_EVENTS = [
         lambda p: {"user_id": "U1", "event_type": "search_query", "query": "ring\u0007 bell"},
         "body.query",
     ),
+    (lambda p: _click(user_id="U１２３", product_id=p), "body.user_id"),  # full-width digits
+    (lambda p: _click(user_id="../../etc", product_id=p), "body.user_id"),
+    (lambda p: _click(user_id="U1", product_id="B0" + "\u0000" * 8), "body.product_id"),
     (lambda p: _click(product_id=p, colour="red"), "body.colour"),
     (lambda p: _click(product_id=p, event_id="has space"), "body.event_id"),
 ]
@@ -266,3 +269,25 @@ async def test_a_body_above_the_limit_is_refused_with_413_and_nothing_stored(cli
     assert streamed.status_code == 413, streamed.text
     assert streamed.headers["content-type"] == PROBLEM
     assert await _database_state(conn) == before
+
+
+async def test_hostile_text_is_stored_verbatim_and_touches_nothing_else(client, conn):
+    before = await _database_state(conn)
+    hostile = "'; DROP TABLE products; -- \" OR 1=1 \u202e ｓｈｏｅｓ"
+    search = {"user_id": "U1", "event_type": "search_query", "query": hostile}
+    response = await client.post("/interactions", json=search)
+    assert response.status_code == 201, response.text
+    after = await _database_state(conn)
+    assert after["products"] == before["products"]
+    # One table more, and only the user's own.
+    assert [t["tablename"] for t in after["tables"] if t not in before["tables"]] == [
+        "U1_interactions"
+    ]
+    stored = await conn.fetchval('SELECT query FROM "U1_interactions"')
+    assert stored == hostile.strip()
+    for path in (
+        "/recommendations/product/..%2F..%2Fadmin",
+        "/recommendations/product/B0%00AAAAAA",
+    ):
+        answer = await client.get(path)
+        assert answer.status_code in (404, 422) and answer.headers["content-type"] == PROBLEM
