@@ -195,17 +195,27 @@ MAX_LIMIT = 100
 class RecommendationQuery(BaseModel):
     """Paging and filters shared by every recommendation endpoint."""
 
-    limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0, le=1000)
+    limit: int = Field(default=20, ge=1, le=MAX_LIMIT, examples=[20])
+    offset: int = Field(default=0, ge=0, le=1000, examples=[0])
     category: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
         | None
-    ) = Field(default=None, description="Main or sub-category to keep, e.g. 'Headphones'.")
+    ) = Field(
+        default=None,
+        description="Main or sub-category to keep (any it is listed under).",
+        examples=["Headphones"],
+    )
     min_price: float | None = Field(
-        default=None, ge=0, description="Lowest selling price, rupees; at most max_price."
+        default=None,
+        ge=0,
+        description="Lowest selling price, rupees; at most max_price.",
+        examples=[500],
     )
     max_price: float | None = Field(
-        default=None, ge=0, description="Highest selling price, rupees; at least min_price."
+        default=None,
+        ge=0,
+        description="Highest selling price, rupees; at least min_price.",
+        examples=[5000],
     )
 
     @field_validator("max_price")
@@ -219,7 +229,9 @@ class RecommendationQuery(BaseModel):
 
 class HomeQuery(RecommendationQuery):
     user_id: UserId
-    exclude_seen: bool = Field(default=True, description="Leave out products clicked recently.")
+    exclude_seen: bool = Field(
+        default=True, description="Leave out products clicked recently.", examples=[True]
+    )
 
 
 class SimilarQuery(RecommendationQuery):
@@ -228,6 +240,7 @@ class SimilarQuery(RecommendationQuery):
         description="content: TF-IDF similarity of name and sub-category (the default); "
         "also_viewed: what shoppers who clicked this product clicked next (session-kNN, then "
         "co-click and item-CF); blend: both lists fused by rank.",
+        examples=["also_viewed"],
     )
 
 
@@ -237,8 +250,11 @@ class SessionQuery(RecommendationQuery):
         max_length=50,
         description="Products viewed in this visit, oldest first (repeat the parameter: "
         "product_ids=A&product_ids=B). No user id needed.",
+        examples=[["B09N3ZNHTY", "B0BRKXTSBT"]],
     )
-    exclude_seen: bool = Field(default=True, description="Leave out the products given.")
+    exclude_seen: bool = Field(
+        default=True, description="Leave out the products given.", examples=[True]
+    )
 
 
 class SearchQuery(RecommendationQuery):
