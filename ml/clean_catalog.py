@@ -42,8 +42,9 @@ REQUIRED_RAW_COLUMNS = {"name", "link"}
 # Amazon's own 10-character product id (ASIN) sits in the link: /dp/B09TVVGXWS or /gp/product/...
 ASIN_IN_LINK = re.compile(r"/(?:dp|gp/product|gp/aw/d)/([A-Z0-9]{10})(?:[/?]|$)")
 NUMBER_IN_TEXT = re.compile(r"^\d+(?:\.\d+)?$")
-# A price as most rows have it: nothing to repair (the repair is the slow part of cleaning).
-PLAIN_PRICE = re.compile(r"^\s*₹?[\d,]+(?:\.\d+)?\s*$")
+# A price, rating or count as most rows have it: nothing to repair (the repair is the slow
+# part of cleaning).
+PLAIN_VALUE = re.compile(r"^\s*₹?[\d,]+(?:\.\d+)?\s*$")
 TRUNCATION_MARK = re.compile(r"(?:\s*(?:\.{3,}|…))+\s*$")
 # C0/C1 control characters (tab and newline become spaces with the rest of the whitespace).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -104,11 +105,11 @@ def clean_name(value: str | None, repairs: Counter | None = None) -> str:
     return TRUNCATION_MARK.sub("", name) if name.endswith(("...", "…")) else name
 
 
-def _repaired(value: str | None) -> str:
+def _repaired(value: str | None, repairs: Counter | None = None) -> str:
     """A value as it will be parsed: most are plain already (the repair is the slow part)."""
     if not value:
         return ""
-    return value.strip() if PLAIN_PRICE.match(value) else repair_text(value)
+    return value.strip() if PLAIN_VALUE.match(value) else repair_text(value, repairs)
 
 
 def parse_price(value: str | None) -> float | None:
@@ -272,9 +273,7 @@ def clean_row(
     for column, parse in _PARSERS.items():
         text = raw.get(column)
         if text and text.strip():
-            # Counting what repairing it takes; most values are plain (nothing to repair).
-            text = text.strip() if PLAIN_PRICE.match(text) else repair_text(text, quality.repairs)
-            values[column] = parse(text)
+            values[column] = parse(_repaired(text, quality.repairs))
             quality.present[column] += 1
             quality.parsed[column] += values[column] is not None
         else:

@@ -4,6 +4,7 @@ import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from database.pool import DatabaseUnavailable, connection
 from database.products import count_products
 from routers.dependencies import Pool
 from schemas import HealthOut, ReadyOut
@@ -30,9 +31,9 @@ async def ready(request: Request, pool: Pool):
         "trending": trending.computed_at.isoformat() if trending else None
     }
     try:
-        async with pool.acquire(timeout=2) as conn:
+        async with connection(pool) as conn:
             products = await count_products(conn=conn)
-    except (OSError, TimeoutError, asyncpg.PostgresError):
+    except (DatabaseUnavailable, asyncpg.PostgresError):
         body = ReadyOut(status="not_ready", database="unreachable", products=None, models=models)
         return JSONResponse(body.model_dump(), status_code=503)
     return ReadyOut(status="ready", database="ok", products=products, models=models)

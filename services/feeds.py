@@ -96,6 +96,11 @@ class RankingTables:
     # Per sub-category and per main category: its products by boost, best first (top few).
     top_in_group: dict[str, np.ndarray]
 
+    @property
+    def boost_text(self) -> str:
+        """The reason's text for an item there because of the boost."""
+        return "trending now" if self.boost_signal == "trending" else "popular in the catalog"
+
 
 # Caches keyed by id(catalog) keep the catalog in the entry too: once an old catalog is freed
 # its id can be reused by a new one, and only the identity check tells them apart.
@@ -164,11 +169,9 @@ def trending_source(catalog: Catalog, trending: TrendingScores | None, n: int, k
     """The n most trending products (catalog popularity before any clicks)."""
     tables = ranking_tables(catalog, trending)
     source: Source = {}
-    text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
+    reason = Reason(tables.boost_signal, None, tables.boost_text)
     for position in _top(tables.boost, tables.boost_order, n, keep):
-        add_candidate(
-            source, position, float(tables.boost[position]), Reason(tables.boost_signal, None, text)
-        )
+        add_candidate(source, position, float(tables.boost[position]), reason)
     return source
 
 
@@ -267,7 +270,7 @@ def _anchors(
 
 
 def _last_id(catalog: Catalog, sequence: list[int]) -> str | None:
-    return catalog.frame["id"].iat[sequence[-1]] if sequence else None
+    return catalog.ids[sequence[-1]] if sequence else None
 
 
 def clicked_source(
@@ -528,8 +531,7 @@ def popular_items(tables: RankingTables, n: int) -> ScoredItems:
     """The n most trending products (catalog popularity before any clicks)."""
     top = tables.boost_order[:n]
     top = top[tables.boost[top] > 0]
-    text = "trending now" if tables.boost_signal == "trending" else "popular in the catalog"
-    return ranked_items(top, tables.boost[top], None, tables.boost_signal, text)
+    return ranked_items(top, tables.boost[top], None, tables.boost_signal, tables.boost_text)
 
 
 def category_popular_items(tables: RankingTables, history: UserHistory) -> ScoredItems:
@@ -566,7 +568,7 @@ def similar_feed(
     if bundle is None:
         return Feed([], "similar_unavailable", {mode: 1.0})
     keep = filters.keep(catalog)
-    product_id = catalog.frame["id"].iat[position]
+    product_id = catalog.ids[position]
     lists = []
     if mode in ("content", "blend"):
         positions, scores = bundle.neighbors("content", position)
@@ -610,7 +612,7 @@ def _session_then_neighbors(
     until there are `enough` (None: all of them)."""
     ranked = _ranked(session_items(bundle, clicked, _last_id(catalog, clicked), n).as_source())
     anchor = clicked[-1]
-    anchor_id = catalog.frame["id"].iat[anchor]
+    anchor_id = catalog.ids[anchor]
     for model in ("coclick", "cf"):
         if enough is not None and len(ranked) >= enough:
             break

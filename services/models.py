@@ -44,20 +44,17 @@ class ModelBundle:
 
     def neighbors(self, model: str, catalog_position: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores) of a product's neighbours in `model`, best first."""
-        position = self.from_catalog[catalog_position]
-        if position < 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        indptr = self.arrays[f"{model}_indptr"]
-        start, end = indptr[position], indptr[position + 1]
-        mapped = self.to_catalog[self.arrays[f"{model}_indices"][start:end]]
-        scores = np.asarray(self.arrays[f"{model}_scores"][start:end])
-        keep = mapped >= 0
-        return mapped[keep], scores[keep]
+        positions, scores, _ = self.neighbor_rows(model, [catalog_position], relative=False)
+        return positions, scores
 
     def neighbor_rows(
-        self, model: str, catalog_positions: np.ndarray, limit: int, relative: bool = True
+        self,
+        model: str,
+        catalog_positions: np.ndarray | list[int],
+        limit: int | None = None,
+        relative: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The first `limit` neighbours in `model` of several products at once.
+        """The first `limit` (None: all) neighbours in `model` of several products at once.
 
         Returns:
             (catalog positions, scores (divided by that product's best score when `relative`),
@@ -67,7 +64,9 @@ class ModelBundle:
         which = np.flatnonzero(rows >= 0)
         indptr = self.arrays[f"{model}_indptr"]
         starts = indptr[rows[which]].astype(np.int64)
-        counts = np.minimum(indptr[rows[which] + 1] - starts, limit).astype(np.int64)
+        counts = (indptr[rows[which] + 1] - starts).astype(np.int64)
+        if limit is not None:
+            counts = np.minimum(counts, limit)
         if counts.sum() == 0:
             none = np.zeros(0, np.int64)
             return none, np.zeros(0), none

@@ -126,7 +126,7 @@ def whole_history_items(
     """
     signal, text = NEIGHBOR_SIGNALS[model]
     anchors = np.unique(clicked)
-    positions, scores, rows = bundle.neighbor_rows(model, anchors, limit=1 << 30, relative=False)
+    positions, scores, rows = bundle.neighbor_rows(model, anchors, relative=False)
     items = aggregate(positions, scores, rows, list(ids[anchors]), signal, text)
     if len(items) <= n:
         return items
