@@ -32,7 +32,7 @@ from schemas import MAX_BODY_BYTES
 from services import metrics, text_encoder
 from services.catalog import Catalog
 from services.jobs import JobRunner
-from services.models import ModelStore, trending_in_catalog_order
+from services.models import ARTIFACT_ERRORS, ModelStore, trending_in_catalog_order
 from services.variants import variants_of
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,12 @@ async def refresh_models(app: FastAPI) -> bool:
     if len(trained_on) != len(catalog) or (bundle.to_catalog < 0).any():
         async with app.state.pool.acquire() as conn:
             catalog = await load_catalog(conn)
-        bundle = await asyncio.to_thread(store.load_new, len(catalog), catalog.position_of)
-        if bundle is None:
+        try:
+            bundle = await asyncio.to_thread(
+                store.load, bundle.folder, len(catalog), catalog.position_of
+            )
+        except ARTIFACT_ERRORS as exc:
+            logger.warning("could not load artifacts %s: %s", bundle.folder, exc)
             return False
         logger.info("catalog reloaded with the new version: %d products", len(catalog))
     # Assigned on the event loop, between requests' awaits: a request never sees the new

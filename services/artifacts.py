@@ -21,7 +21,8 @@ SYNONYMS_FILE = "synonyms.txt"
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as file:  # streamed: the embeddings are GBs at a large catalog
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def new_version_name() -> str:
@@ -87,10 +88,29 @@ def load_version(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def verify_checksums(folder: Path) -> None:
+    """ValueError unless every file the manifest lists is there with its recorded SHA-256 (a
+    truncated copy, a disk error, a hand edit)."""
     manifest = json.loads((folder / MANIFEST).read_text())
     for name, digest in manifest["files"].items():
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder / name}: missing")
         if _sha256(folder / name) != digest:
             raise ValueError(f"{folder / name}: checksum mismatch")
+
+
+def earlier_versions(root: Path, folder: Path) -> list[Path]:
+    """Version folders older than `folder`, newest first (names are UTC timestamps)."""
+    return sorted(
+        (
+            path
+            for path in root.iterdir()
+            if path.is_dir()
+            and not path.is_symlink()
+            and path.name < folder.name
+            and (path / MANIFEST).is_file()
+        ),
+        reverse=True,
+    )
 
 
 def publish(root: Path, folder: Path) -> None:

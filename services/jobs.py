@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -126,13 +127,20 @@ class JobRunner:
             env=settings_environment(self.settings, self.database_url),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: a kill reaches anything it started
         )
+        limit = self.settings.retrain_timeout_minutes
         try:
-            stdout, stderr = await asyncio.wait_for(
-                process.communicate(), timeout=self.settings.retrain_timeout_minutes * 60
-            )
-        except (TimeoutError, asyncio.CancelledError):
-            process.kill()
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=limit * 60)
+        except TimeoutError:
+            _kill_group(process)
+            await process.wait()
+            raise RuntimeError(
+                f"training ran past its limit of {limit:g} min (RETRAIN_TIMEOUT_MINUTES) "
+                "and was killed; the serving version is unchanged"
+            ) from None
+        except asyncio.CancelledError:
+            _kill_group(process)
             await process.wait()
             raise
         if process.returncode != 0:
@@ -156,6 +164,13 @@ class JobRunner:
             f"removed events before {cutoff:%Y-%m-%d %H:%M}: {log_rows} from the log, "
             f"{user_rows} from {len(tables)} user tables; {buckets} activity buckets"
         )
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
 
 
 def _last(lines: list[str]) -> str:

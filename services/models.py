@@ -9,7 +9,13 @@ import numpy as np
 from usearch.index import Index
 
 from services import metrics
-from services.artifacts import SYNONYMS_FILE, current_version_folder, load_version
+from services.artifacts import (
+    SYNONYMS_FILE,
+    current_version_folder,
+    earlier_versions,
+    load_version,
+    verify_checksums,
+)
 from services.ranking import RANKER_FILE, Ranker
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
@@ -18,6 +24,9 @@ from services.vector_index import INDEX_FILE, open_index
 logger = logging.getLogger(__name__)
 NEIGHBOR_MODELS = ("content", "cf", "coclick")
 DEFAULT_SESSION_KNN = SessionKnnParams()
+# What a broken version raises while loading: missing or unreadable files, a checksum mismatch,
+# arrays that do not fit together.
+ARTIFACT_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
 
 @dataclass
@@ -216,24 +225,42 @@ class ModelStore:
         return folder
 
     def load_new(self, catalog_size: int, position_of: dict[str, int]) -> ModelBundle | None:
-        """Load the pending version. A broken version is remembered (not retried every few
-        seconds) and leaves the old one serving."""
+        """Load the pending version. A broken version (checksum mismatch, missing or unreadable
+        file) is remembered, not retried every few seconds, and leaves the old one serving. At
+        start-up, with nothing serving yet, the newest earlier version that is intact serves."""
         folder = self.pending_version()
         if folder is None:
             return None
         try:
-            return load_bundle(folder, catalog_size, position_of)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            return self.load(folder, catalog_size, position_of)
+        except ARTIFACT_ERRORS as exc:
             self._failed_folder = folder
             self.last_error = f"{folder.name}: {exc}"
             logger.warning("could not load artifacts %s: %s", folder, exc)
             metrics.MODEL_LOAD_FAILURES.inc()
+        if self.bundle is not None:
             return None
+        for earlier in earlier_versions(self.artifacts_dir, folder):
+            try:
+                bundle = self.load(earlier, catalog_size, position_of)
+            except ARTIFACT_ERRORS as exc:
+                logger.warning("earlier version %s not usable either: %s", earlier.name, exc)
+                continue
+            logger.warning("serving the earlier version %s until a new one loads", earlier.name)
+            return bundle
+        return None
+
+    @staticmethod
+    def load(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
+        """One version, its files checked against the manifest's checksums first."""
+        verify_checksums(folder)
+        return load_bundle(folder, catalog_size, position_of)
 
     def install(self, bundle: ModelBundle) -> None:
         previous = self.bundle
         self.bundle = bundle  # one reference swap: requests see the old or the new bundle
-        self.last_error = None
+        if bundle.folder == current_version_folder(self.artifacts_dir):
+            self.last_error = None  # else an earlier version stands in for a broken current one
         if previous is not None:
             metrics.MODEL_INFO.remove(previous.version)
         metrics.MODEL_INFO.labels(bundle.version).set(1)

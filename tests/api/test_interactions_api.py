@@ -291,3 +291,37 @@ async def test_hostile_text_is_stored_verbatim_and_touches_nothing_else(client, 
     ):
         answer = await client.get(path)
         assert answer.status_code in (404, 422) and answer.headers["content-type"] == PROBLEM
+
+
+async def test_an_exhausted_pool_answers_503_quickly_instead_of_hanging(database_url, tmp_path):
+    from asgi_lifespan import LifespanManager
+    from httpx import ASGITransport, AsyncClient
+
+    from config.settings import Settings
+    from database.pool import ACQUIRE_TIMEOUT_SECONDS
+    from main import create_app
+
+    settings = Settings(
+        database_url=database_url,
+        artifacts_dir=tmp_path / "artifacts",
+        db_pool_min_size=1,
+        db_pool_max_size=1,
+        scheduler_enabled=False,
+    )
+    app = create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=120),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        product = app.state.catalog.ids[0]
+        async with app.state.pool.acquire():  # a long query holds the only connection
+            started = asyncio.get_running_loop().time()
+            refused = await client.post("/interactions", json=_click("UPOOL", product))
+            waited = asyncio.get_running_loop().time() - started
+            home = await client.get("/recommendations/home", params={"user_id": "UPOOL"})
+        assert refused.status_code == 503 and refused.headers["content-type"] == PROBLEM
+        assert int(refused.headers["retry-after"]) > 0
+        assert waited < ACQUIRE_TIMEOUT_SECONDS + 5  # bounded by the acquire timeout, no hang
+        assert home.status_code == 200 and home.json()["degraded"] is True
+        # Once the connection is free again the same event is stored.
+        assert (await client.post("/interactions", json=_click("UPOOL", product))).status_code == 201

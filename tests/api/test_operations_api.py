@@ -5,7 +5,9 @@ retention, request ids and JSON logs."""
 import asyncio
 import json
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
@@ -14,6 +16,7 @@ from httpx import ASGITransport, AsyncClient
 from config.logging import json_formatter
 from config.settings import Settings
 from main import create_app
+from services.artifacts import new_version_name, publish
 
 API_KEY = "test-admin-key"
 ADMIN = {"X-API-Key": API_KEY}
@@ -124,6 +127,75 @@ async def test_failing_training_leaves_the_old_version_serving(client, app, tmp_
     assert status["artifacts"]["current"] == before and status["model_version"] == before
     metrics = (await client.get("/metrics")).text
     assert 'recsys_job_runs_total{job="retrain",outcome="failed"}' in metrics
+
+
+def _trainings_of(artifacts_dir) -> list[int]:
+    """Running `ml.train` processes writing into `artifacts_dir` (from /proc)."""
+    found = []
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes()
+            environment = (process / "environ").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if b"ml.train" in command and f"ARTIFACTS_DIR={artifacts_dir}".encode() in environment:
+            found.append(int(process.name))
+    return found
+
+
+async def test_training_past_its_time_limit_is_killed_and_recorded(client, app):
+    before = (await client.get("/ready")).json()["models"]["content"]
+    app.state.settings.retrain_timeout_minutes = 0.02  # 1.2 s: the training cannot finish
+    assert (await client.post("/admin/jobs/retrain", headers=ADMIN)).status_code == 202
+    run = await _finished_run(client, "retrain")
+    assert run["outcome"] == "failed"
+    assert "ran past its limit of 0.02 min" in run["detail"] and "killed" in run["detail"]
+    assert _trainings_of(app.state.settings.artifacts_dir) == []  # nothing left behind
+    assert (await client.get("/ready")).json()["models"]["content"] == before
+
+
+def _broken_copy(version: Path) -> Path:
+    """A newer version folder with one array's last bytes flipped: same size, still loads as
+    an array, only the checksum tells."""
+    copy = version.parent / new_version_name()
+    shutil.copytree(version, copy)
+    array = copy / "product_ids.npy"
+    data = bytearray(array.read_bytes())
+    data[-8:] = bytes(b ^ 0xFF for b in data[-8:])
+    array.write_bytes(bytes(data))
+    return copy
+
+
+async def test_a_corrupt_new_version_is_refused_and_the_old_keeps_serving(
+    client, app, seeded_artifacts
+):
+    before = (await client.get("/ready")).json()["models"]["content"]
+    failures = _sample((await client.get("/metrics")).text, "recsys_model_load_failures_total")
+    broken = _broken_copy(seeded_artifacts)
+    publish(seeded_artifacts.parent, broken)
+    await asyncio.sleep(1.0)  # a few watcher rounds
+    assert (await client.get("/ready")).json()["models"]["content"] == before
+    status = (await client.get("/admin/status", headers=ADMIN)).json()
+    assert status["model_version"] == before and status["artifacts"]["current"] == broken.name
+    assert "checksum mismatch" in status["artifacts"]["load_error"]
+    metrics = (await client.get("/metrics")).text
+    assert _sample(metrics, "recsys_model_load_failures_total") == failures + 1  # not retried
+    home = await client.get("/recommendations/home", params={"user_id": "u1"})
+    assert home.status_code == 200 and home.json()["items"]
+
+
+async def test_start_up_with_a_corrupt_current_version_serves_the_earlier_one(
+    settings, seeded_artifacts
+):
+    broken = _broken_copy(seeded_artifacts)
+    publish(settings.artifacts_dir, broken)
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=120):
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
+            ready = await http.get("/ready")
+            status = (await http.get("/admin/status", headers=ADMIN)).json()
+    assert ready.status_code == 200 and ready.json()["models"]["content"] == seeded_artifacts.name
+    assert "checksum mismatch" in status["artifacts"]["load_error"]
 
 
 def _sample(text: str, series: str) -> float:
