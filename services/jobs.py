@@ -4,6 +4,7 @@ data team's CLI) goes through `JobRunner.run`: a PostgreSQL advisory lock lets o
 and a scheduled run is skipped when a run already succeeded in the same period."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -167,10 +168,8 @@ class JobRunner:
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # already gone
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:  # already gone
-        pass
 
 
 def _last(lines: list[str]) -> str:

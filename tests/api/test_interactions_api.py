@@ -324,4 +324,5 @@ async def test_an_exhausted_pool_answers_503_quickly_instead_of_hanging(database
         assert waited < ACQUIRE_TIMEOUT_SECONDS + 5  # bounded by the acquire timeout, no hang
         assert home.status_code == 200 and home.json()["degraded"] is True
         # Once the connection is free again the same event is stored.
-        assert (await client.post("/interactions", json=_click("UPOOL", product))).status_code == 201
+        stored = await client.post("/interactions", json=_click("UPOOL", product))
+        assert stored.status_code == 201

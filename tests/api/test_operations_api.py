@@ -190,10 +190,12 @@ async def test_start_up_with_a_corrupt_current_version_serves_the_earlier_one(
     broken = _broken_copy(seeded_artifacts)
     publish(settings.artifacts_dir, broken)
     app = create_app(settings)
-    async with LifespanManager(app, startup_timeout=120):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
-            ready = await http.get("/ready")
-            status = (await http.get("/admin/status", headers=ADMIN)).json()
+    async with (
+        LifespanManager(app, startup_timeout=120),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http,
+    ):
+        ready = await http.get("/ready")
+        status = (await http.get("/admin/status", headers=ADMIN)).json()
     assert ready.status_code == 200 and ready.json()["models"]["content"] == seeded_artifacts.name
     assert "checksum mismatch" in status["artifacts"]["load_error"]
 

@@ -90,8 +90,10 @@ async def test_the_service_rides_out_a_database_outage(tmp_path, catalog_csv):
             assert home.json()["degraded"] is False
             assert (await client.get("/ready")).status_code == 200
         # The timeline, for the record (pytest -s): both are well under a second here.
-        print(f"outage: degraded answers {to_degraded:.2f} s after the stop (2 home requests), "
-              f"writes stored again {to_recovery:.2f} s after the start")
+        print(
+            f"outage: degraded answers {to_degraded:.2f} s after the stop (2 home requests), "
+            f"writes stored again {to_recovery:.2f} s after the start"
+        )
         conn = await asyncpg.connect(url)
         # The first click and the retried one; nothing from the refused requests half-way.
         assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 2
