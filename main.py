@@ -19,7 +19,7 @@ from config.logging import configure_logging
 from config.settings import Settings, get_settings
 from database import jobs as job_queries
 from database.migrations import apply_migrations
-from database.pool import create_pool
+from database.pool import connection, create_pool
 from database.products import other_listings, product_aliases
 from database.server import release_embedded_server, start_embedded_server
 from database.training import fetch_catalog
@@ -31,6 +31,7 @@ from routers.problems import install_problem_docs, install_problem_handlers
 from schemas import MAX_BODY_BYTES
 from services import metrics, text_encoder
 from services.catalog import Catalog
+from services.interactions import EventWriter
 from services.jobs import JobRunner
 from services.models import ARTIFACT_ERRORS, ModelStore, trending_in_catalog_order
 from services.variants import variants_of
@@ -58,7 +59,7 @@ async def refresh_models(app: FastAPI) -> bool:
         return False
     trained_on = bundle.arrays["product_ids"]
     if len(trained_on) != len(catalog) or (bundle.to_catalog < 0).any():
-        async with app.state.pool.acquire() as conn:
+        async with connection(app.state.pool) as conn:
             catalog = await load_catalog(conn)
         try:
             bundle = await asyncio.to_thread(
@@ -80,7 +81,7 @@ async def refresh_models(app: FastAPI) -> bool:
 
 async def refresh_trending(app: FastAPI) -> None:
     """Reload trending scores when the hourly update has moved them on (one cheap query)."""
-    async with app.state.pool.acquire() as conn:
+    async with connection(app.state.pool) as conn:
         computed_at = await trending_computed_at(conn=conn)
         current = app.state.trending
         if computed_at is None or (current is not None and current.computed_at == computed_at):
@@ -97,7 +98,7 @@ async def refresh_trending(app: FastAPI) -> None:
 
 async def heartbeat(app: FastAPI) -> None:
     bundle = app.state.models.bundle
-    async with app.state.pool.acquire() as conn:
+    async with connection(app.state.pool) as conn:
         await job_queries.beat(
             conn=conn,
             worker=app.state.jobs.worker,
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.started_at = datetime.now(UTC)
             app.state.background_tasks = set()
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
+            app.state.event_writer = EventWriter(pool)
             async with pool.acquire() as conn:
                 app.state.catalog = await load_catalog(conn)
             app.state.models = ModelStore(settings.artifacts_dir)

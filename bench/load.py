@@ -1,11 +1,13 @@
 """Load benchmark: the service under a mixed workload driven by wrk (Debian package `wrk`).
 
     python -m bench.load [--prepare] [--dir data/bench] [--workers 2] [--connections 32]
+                         [--runs health,mixed,home,similar,search,post] [--alone-connections 16]
 
 With --prepare, builds the large data set first (bench/prepare.py). Then starts uvicorn with
 --workers on a free port, warms up, and runs wrk with bench/mixed.lua: first the ceiling of a
 trivial endpoint (/health), then the mixed workload (70 % home for known and new users, 15 %
-similar products, 10 % search, 5 % POST /interactions), then each read endpoint on its own.
+similar products, 10 % search, 5 % POST /interactions), then each endpoint on its own
+(--alone-connections; `post` is single-event POST /interactions).
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
 (<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
 the mixed figure next to the /health ceiling of the same run.
@@ -84,7 +86,18 @@ def _worker_rss_mb(server_pid: int) -> list[float]:
     return rss
 
 
-def run(env: dict[str, str], workers: int, connections: int, threads: int, seconds: int) -> dict:
+RUNS = ("health", "mixed", "home", "similar", "search", "post")
+
+
+def run(
+    env: dict[str, str],
+    workers: int,
+    connections: int,
+    threads: int,
+    seconds: int,
+    runs: tuple[str, ...] = RUNS,
+    alone_connections: int = 16,
+) -> dict:
     import asyncio
 
     pgdata = Path(env.get("PGDATA_DIR", "data/pgdata"))
@@ -100,10 +113,14 @@ def run(env: dict[str, str], workers: int, connections: int, threads: int, secon
         url, server = start_server(server_env, workers)
         try:
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
-            results = {"health": _wrk(url, data, "health", 10, connections, threads)}
-            results["mixed"] = _wrk(url, data, "mixed", seconds, connections, threads)
-            for mode in ("home", "similar", "search"):
-                results[mode] = _wrk(url, data, mode, 10, connections, threads)
+            results = {}
+            for mode in runs:
+                if mode == "mixed":
+                    results[mode] = _wrk(url, data, mode, seconds, connections, threads)
+                elif mode == "health":
+                    results[mode] = _wrk(url, data, mode, 10, connections, threads)
+                else:  # an endpoint alone
+                    results[mode] = _wrk(url, data, mode, 10, alone_connections, threads)
             rss = _worker_rss_mb(server.pid)
         finally:
             server.terminate()
@@ -111,6 +128,7 @@ def run(env: dict[str, str], workers: int, connections: int, threads: int, secon
     return {
         "workers": workers,
         "connections": connections,
+        "alone_connections": alone_connections,
         "wrk_threads": threads,
         "cpus": os.cpu_count(),
         "worker_rss_mb": rss,
@@ -132,9 +150,10 @@ def markdown(report: dict) -> str:
             f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
             f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} |"
         )
-    mixed, health = report["runs"]["mixed"], report["runs"]["health"]
-    lines.append("")
-    lines.append(f"mixed / health ceiling: {mixed['rps'] / health['rps']:.2f}")
+    if "mixed" in report["runs"] and "health" in report["runs"]:
+        mixed, health = report["runs"]["mixed"], report["runs"]["health"]
+        lines.append("")
+        lines.append(f"mixed / health ceiling: {mixed['rps'] / health['rps']:.2f}")
     return "\n".join(lines)
 
 
@@ -146,13 +165,29 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--seconds", type=int, default=30, help="length of the mixed run")
+    parser.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help="comma-separated: health, mixed, endpoints alone (home, similar, search, post)",
+    )
+    parser.add_argument(
+        "--alone-connections", type=int, default=16, help="connections for an endpoint alone"
+    )
     args = parser.parse_args()
     env = (
         prepare(args.dir, 575_000, 100_000, 5_000_000)
         if args.prepare
         else bench_environment(args.dir)
     )
-    report = run(env, args.workers, args.connections, args.threads, args.seconds)
+    report = run(
+        env,
+        args.workers,
+        args.connections,
+        args.threads,
+        args.seconds,
+        tuple(args.runs.split(",")),
+        args.alone_connections,
+    )
     out = args.dir / f"load-{args.workers}w.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -7,8 +7,8 @@ import asyncpg
 import pandas as pd
 from tqdm import tqdm
 
-from database.identifiers import quote_identifier, user_index_name, user_table_name
-from database.interactions import CREATE_USER_TABLE, REGISTER_USER_TABLE
+from database.identifiers import user_index_name, user_table_name
+from database.interactions import CREATE_USER_TABLE
 
 LOG_COLUMNS = ["user_id", "event_type", "product_id", "query", "timestamp", "event_id"]
 USER_COLUMNS = ["event_type", "product_id", "query", "timestamp"]
@@ -52,13 +52,7 @@ async def _write_batch(conn: asyncpg.Connection, batch: list[tuple[str, pd.DataF
     async with conn.transaction():
         for user_id, group in batch:
             name = user_table_name(user_id)
-            await conn.execute(
-                CREATE_USER_TABLE.format(
-                    table=quote_identifier(name),
-                    index=quote_identifier(user_index_name(user_id)),
-                )
-            )
-            await conn.execute(REGISTER_USER_TABLE, user_id, name)
+            await conn.fetchval(CREATE_USER_TABLE, user_id, name, user_index_name(user_id))
             await conn.copy_records_to_table(
                 name,
                 records=_nulls_as_none(group[USER_COLUMNS]).itertuples(index=False, name=None),

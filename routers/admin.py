@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from database import jobs as job_queries
+from database.pool import connection
 from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
@@ -57,7 +58,7 @@ router = APIRouter(
 )
 async def run_job(request: Request, pool: Pool, job: JobName):
     """Start a job now, in the background; /admin/status shows how it went."""
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         if await job_queries.job_is_running(conn=conn, job=job):
             raise ProblemError(409, f"{job} is already running", problem_type="job-running")
     runner = request.app.state.jobs
@@ -75,7 +76,7 @@ async def status(request: Request, pool: Pool):
     settings = app.state.settings
     bundle = app.state.models.bundle
     recent = datetime.now(UTC) - timedelta(seconds=3 * settings.model_reload_seconds + 30)
-    async with pool.acquire() as conn:
+    async with connection(pool) as conn:
         last_runs = {r["job"]: r for r in await job_queries.last_job_runs(conn=conn)}
         running = {job: await job_queries.job_is_running(conn=conn, job=job) for job in JOBS}
         workers = await job_queries.live_workers(conn=conn, since=recent)

@@ -6,7 +6,8 @@ import asyncpg
 from fastapi import Depends, Request
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+async def get_pool(request: Request) -> asyncpg.Pool:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
     return request.app.state.pool
 
 

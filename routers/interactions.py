@@ -50,7 +50,13 @@ async def create_interaction(
 ):
     """Store one interaction event in the user's table (created on first event)."""
     try:
-        [stored] = await ingest_events(pool=pool, events=[event], variant_of=_variant_of(request))
+        [stored] = await ingest_events(
+            pool=pool,
+            events=[event],
+            variant_of=_variant_of(request),
+            catalog=request.app.state.catalog,
+            writer=request.app.state.event_writer,
+        )
     except UnknownProductsError as exc:
         raise _unknown_products_problem(exc, field_prefix="body.product_id") from exc
     if stored.duplicate:
@@ -69,7 +75,10 @@ async def create_interactions_batch(batch: InteractionBatchIn, pool: Pool, reque
     """Store up to 1,000 events atomically: all are validated before any is stored."""
     try:
         events = await ingest_events(
-            pool=pool, events=batch.events, variant_of=_variant_of(request)
+            pool=pool,
+            events=batch.events,
+            variant_of=_variant_of(request),
+            catalog=request.app.state.catalog,
         )
     except UnknownProductsError as exc:
         raise _unknown_products_problem(

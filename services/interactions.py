@@ -1,6 +1,13 @@
-"""Event ingestion: check events against the catalog, then store them all or none."""
+"""Event ingestion: check events against the catalog, then store them all or none.
 
+Single events from concurrent requests are committed together (group commit): each worker's
+`EventWriter` gathers the events that arrive while a write is in flight and stores them in the
+next statement. A request is answered only after the statement holding its events committed.
+"""
+
+import asyncio
 import dataclasses
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -8,10 +15,16 @@ from datetime import UTC, datetime
 import asyncpg
 
 from database.interactions import EventRow, store_events
-from database.pool import connection
+from database.pool import DatabaseUnavailable, connection
 from database.products import canonical_product_ids
 from schemas import InteractionIn, InteractionOut
 from services import metrics
+from services.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+# At most this many events in one group statement: a longer statement would hold back the
+# requests whose events it carries.
+MAX_GROUP_EVENTS = 500
 
 
 class UnknownProductsError(Exception):
@@ -40,41 +53,148 @@ def to_event_rows(
     ]
 
 
+class EventWriter:
+    """Stores events for one worker, committing concurrent requests' events in one statement.
+
+    No fixed wait: the first event is written at once, and whatever arrives while that write is
+    in flight goes into the next one, so a group grows with the load and costs nothing when idle.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, max_group_events: int = MAX_GROUP_EVENTS):
+        self.pool = pool
+        self.max_group_events = max_group_events
+        self._pending: list[tuple[list[EventRow], asyncio.Future]] = []
+        self._drainer: asyncio.Task | None = None
+        self.statements = 0  # group statements written (for tests and benchmarks)
+
+    async def store(self, rows: list[EventRow]) -> list[EventRow]:
+        """Store `rows` (distinct event ids); returns those stored now (the others were stored
+        before: retries). DatabaseUnavailable when the database cannot be reached."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((rows, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, size = [], 0
+            while self._pending and (
+                not group or size + len(self._pending[0][0]) <= self.max_group_events
+            ):
+                rows, future = self._pending.pop(0)
+                group.append((rows, future))
+                size += len(rows)
+            try:
+                await self._write(group)
+            except BaseException as exc:  # cancelled at shutdown: no request is left waiting
+                _fail(group, exc if isinstance(exc, Exception) else DatabaseUnavailable("stopped"))
+                raise
+
+    async def _write(self, group: list[tuple[list[EventRow], asyncio.Future]]) -> None:
+        # The same client event id from two requests in one group: only the first is sent;
+        # the other is a retry of it.
+        first: dict[str, EventRow] = {}
+        for rows, _ in group:
+            for row in rows:
+                first.setdefault(row.event_id, row)
+        try:
+            async with connection(self.pool) as conn:
+                stored = await store_events(conn=conn, events=list(first.values()))
+        except DatabaseUnavailable as exc:
+            _fail(group, exc)
+            return
+        except asyncpg.PostgresError as exc:
+            if len(group) == 1:
+                _fail(group, exc)
+                return
+            # One request's events broke the statement (it should not: they were checked):
+            # the others must not fail with it.
+            logger.warning(
+                "group of %d requests failed (%s); storing them one by one", len(group), exc
+            )
+            for member in group:
+                await self._write([member])
+            return
+        self.statements += 1
+        metrics.EVENT_GROUP_SIZE.observe(len(first))
+        stored_now = {id(row) for row in stored}
+        for rows, future in group:
+            if not future.done():  # a request cancelled meanwhile (client gone): stored anyway
+                future.set_result([row for row in rows if id(row) in stored_now])
+
+
+def _fail(group, exc: BaseException) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def known_products(
+    catalog: Catalog | None, product_ids: list[str]
+) -> tuple[dict[str, str], list[str]]:
+    """The product each id stands for (itself, or the product an alias was merged into), from
+    the catalog in memory, and the ids it does not know."""
+    if catalog is None:
+        return {}, product_ids
+    known, missing = {}, []
+    for product_id in product_ids:
+        position = catalog.position_of.get(product_id)
+        if position is None:
+            missing.append(product_id)
+        else:
+            known[product_id] = catalog.ids[position]
+    return known, missing
+
+
 async def ingest_events(
     *,
     pool: asyncpg.Pool,
     events: list[InteractionIn],
     variant_of: Callable[[str], str | None] = lambda user_id: None,
+    catalog: Catalog | None = None,
+    writer: EventWriter | None = None,
 ) -> list[InteractionOut]:
     """Validate product ids against the catalog and store every event, or none; each event is
     logged with the user's A/B variant (`variant_of`). A click on an alias (a listing merged
     into another product) is stored as a click on that product.
 
+    Product ids are looked up in `catalog` (in memory) first; only ids it does not know (a
+    product imported since it was loaded) are asked of the database. With a `writer`, the
+    events go through its group commit; without one, in their own statement.
+
     Raises UnknownProductsError before anything is written, DatabaseUnavailable when the
-    database cannot be reached (nothing stored: one transaction).
+    database cannot be reached (nothing stored: one statement).
     """
     rows = to_event_rows(events, now=datetime.now(UTC), variant_of=variant_of)
     clicked = sorted({row.product_id for row in rows if row.product_id})
-    async with connection(pool) as conn:
-        known = await canonical_product_ids(conn=conn, product_ids=clicked) if clicked else {}
-        unknown = [
-            (position, row.product_id)
-            for position, row in enumerate(rows)
-            if row.product_id and row.product_id not in known
-        ]
-        if unknown:
-            raise UnknownProductsError(unknown)
-        rows = [
-            dataclasses.replace(row, product_id=known[row.product_id])
-            if row.product_id and known[row.product_id] != row.product_id
-            else row
-            for row in rows
-        ]
-        # An event_id repeated inside one request is a retry too: keep its first occurrence.
-        first_of_id: dict[str, EventRow] = {}
-        for row in rows:
-            first_of_id.setdefault(row.event_id, row)
-        stored = await store_events(conn=conn, events=list(first_of_id.values()))
+    known, missing = known_products(catalog, clicked)
+    if missing:
+        async with connection(pool) as conn:
+            known |= await canonical_product_ids(conn=conn, product_ids=missing)
+    unknown = [
+        (position, row.product_id)
+        for position, row in enumerate(rows)
+        if row.product_id and row.product_id not in known
+    ]
+    if unknown:
+        raise UnknownProductsError(unknown)
+    rows = [
+        dataclasses.replace(row, product_id=known[row.product_id])
+        if row.product_id and known[row.product_id] != row.product_id
+        else row
+        for row in rows
+    ]
+    # An event_id repeated inside one request is a retry too: keep its first occurrence.
+    first_of_id: dict[str, EventRow] = {}
+    for row in rows:
+        first_of_id.setdefault(row.event_id, row)
+    distinct = list(first_of_id.values())
+    if writer is not None:
+        stored = await writer.store(distinct)
+    else:
+        async with connection(pool) as conn:
+            stored = await store_events(conn=conn, events=distinct)
     for row in stored:
         metrics.EVENTS_INGESTED.labels(row.event_type).inc()
     stored_ids = {row.event_id for row in stored}

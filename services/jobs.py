@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from config.settings import PROJECT_ROOT, Settings
 from database import jobs as job_queries
+from database.pool import connection
 from database.trending import update_trending
 from services import metrics
 
@@ -67,7 +68,7 @@ class JobRunner:
         """Run `job` unless it is running elsewhere (or, when scheduled, already ran this slot)."""
         if job not in JOBS:
             raise ValueError(f"unknown job {job!r}")
-        async with self.pool.acquire() as conn:
+        async with connection(self.pool) as conn:
             if not await job_queries.try_job_lock(conn=conn, job=job):
                 return JobResult(job, ran=False, detail="running elsewhere")
             try:

@@ -31,6 +31,11 @@ REQUESTS = Counter(
 EVENTS_INGESTED = Counter(
     "recsys_events_ingested_total", "Interaction events stored.", ["event_type"]
 )
+EVENT_GROUP_SIZE = Histogram(
+    "recsys_event_group_size",
+    "Events stored per statement by a worker's group commit.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 MODEL_INFO = Gauge(
     "recsys_model_info",
     "1 for the artifact version a worker serves (label version).",

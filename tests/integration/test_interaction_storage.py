@@ -109,3 +109,29 @@ async def test_batch_over_many_users_lands_in_each_users_table(conn, product_ids
     old = await recent_user_events(conn=conn, user_id="old_user", since=since)
     assert [r["product_id"] for r in old] == [product_ids[2], product_ids[1], product_ids[0]]
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 43
+
+
+async def test_concurrent_single_events_are_committed_together(database_url, conn, product_ids):
+    from database.pool import create_pool
+    from services.interactions import EventWriter
+
+    await store_events(conn=conn, events=[_click("known_0", product_ids[0], minutes_ago=5)])
+    rows = [_click(f"known_{n % 3}", product_ids[n % 20], minutes_ago=n % 4) for n in range(30)]
+    rows += [_click(f"fresh_{n}", product_ids[n], event_id=f"e{n}") for n in range(10)]
+    retry = _click("fresh_0", product_ids[0], event_id="e0")  # the same client event id again
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        writer = EventWriter(pool)
+        results = await asyncio.gather(*(writer.store([row]) for row in [*rows, retry]))
+    finally:
+        await pool.close()
+    assert writer.statements < len(rows) / 2  # grouped: far fewer statements than requests
+    assert [len(r) for r in results[:-1]] == [1] * 40  # every distinct event stored
+    assert results[-1] == []  # the retry: stored once, by the first request
+    assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 41
+    since = datetime.now(UTC) - timedelta(hours=1)
+    for n in range(3):
+        stored = await recent_user_events(conn=conn, user_id=f"known_{n}", since=since)
+        assert len(stored) == sum(r.user_id == f"known_{n}" for r in rows) + (n == 0)
+    for n in range(10):
+        assert len(await recent_user_events(conn=conn, user_id=f"fresh_{n}", since=since)) == 1
