@@ -34,6 +34,7 @@ from services.catalog import Catalog
 from services.interactions import EventWriter
 from services.jobs import JobRunner
 from services.models import ARTIFACT_ERRORS, ModelStore, trending_in_catalog_order
+from services.text_encoder import QueryVectors
 from services.variants import variants_of
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.background_tasks = set()
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
             app.state.event_writer = EventWriter(pool)
+            app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
             async with pool.acquire() as conn:
                 app.state.catalog = await load_catalog(conn)
             app.state.models = ModelStore(settings.artifacts_dir)

@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     search_min_similarity: float = Field(default=0.38, ge=-1, le=1)
     search_personal_boost: float = Field(default=0.1, ge=0)  # x (1 + boost * profile affinity)
     search_torch_threads: int = Field(default=1, ge=1)  # per worker, for the query embedding
+    query_vector_cache_size: int = Field(default=4096, ge=0)  # recent query embeddings per worker
     # The most frequent queries of the event log are embedded by training: no encoder call
     # at request time for them.
     search_query_cache_size: int = Field(default=20000, ge=0)

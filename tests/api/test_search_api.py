@@ -3,6 +3,7 @@ trained artifacts: synonyms, semantic matches, fusion, personal boost and the fa
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from main import refresh_models
@@ -215,3 +216,27 @@ async def test_lexical_retrieval_expands_synonyms_without_the_semantic_path(app)
         assert "laptop" in product["name"].lower(), product["name"]
         assert candidate.reasons[0].signal == "search"
     assert lexical("qwxzv").fallback_reason is not None  # and nonsense finds nothing
+
+
+async def test_a_new_query_is_embedded_once_per_worker_then_served_from_the_lru(client, app):
+    recent = app.state.query_vectors
+    assert recent.get("sturdy bag for a long walk") is None
+    first = await _search(client, q="Sturdy bag for a long WALK", limit=5)
+    vector = recent.get("sturdy bag for a long walk")  # lowercased, as training embeds them
+    assert vector is not None and float(vector @ vector) == pytest.approx(1.0, abs=1e-4)
+    again = await _search(client, q="sturdy bag for a long walk", limit=5)
+    assert [i["id"] for i in again["items"]] == [i["id"] for i in first["items"]]
+    metrics = (await client.get("/metrics")).text
+    assert 'recsys_query_embeddings_total{source="recent"}' in metrics
+    assert "recsys_query_encode_seconds_count" in metrics
+
+
+def test_the_query_lru_keeps_the_most_recently_used():
+    from services.text_encoder import QueryVectors
+
+    recent = QueryVectors(size=2)
+    recent.put("a", np.zeros(2))
+    recent.put("b", np.ones(2))
+    assert recent.get("a") is not None  # "a" is now the most recent
+    recent.put("c", np.ones(2))
+    assert recent.get("b") is None and recent.get("a") is not None and len(recent) == 2
