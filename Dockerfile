@@ -26,6 +26,7 @@ COPY ml/ ml/
 COPY routers/ routers/
 COPY services/ services/
 COPY bench/ bench/
+COPY web/ web/
 COPY main.py schemas.py ./
 COPY data/synonyms.txt data/synonyms.txt
 COPY data/raw/amazon-in-sample/ data/raw/amazon-in-sample/

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from config.logging import configure_logging
-from config.settings import Settings, get_settings
+from config.settings import PROJECT_ROOT, Settings, get_settings
 from database import jobs as job_queries
 from database.migrations import apply_migrations
 from database.pool import connection, create_pool
@@ -38,6 +39,7 @@ from services.text_encoder import QueryVectors
 from services.variants import variants_of
 
 logger = logging.getLogger(__name__)
+WEB_DIR = PROJECT_ROOT / "web"
 
 
 async def load_catalog(conn) -> Catalog:
@@ -222,6 +224,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(recommendations.router)
     app.include_router(admin.router)
     app.include_router(metrics_router.router)
+    # The storefront demo and the model dashboard: static pages calling the API above.
+    app.mount("/demo", StaticFiles(directory=WEB_DIR, html=True), name="demo")
     return app
 
 

@@ -398,3 +398,31 @@ class StatusOut(BaseModel):
     jobs: dict[str, JobStatusOut]
     row_counts: dict[str, int]
     variants: list[VariantOut] = Field(description="A/B ranking variants and their shares.")
+
+
+class RouteLatencyOut(BaseModel):
+    method: str
+    route: str
+    requests: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class MetricsSummaryOut(BaseModel):
+    """Since the workers started, from the samples /metrics exposes (all workers)."""
+
+    routes: list[RouteLatencyOut]
+    events_ingested: dict[str, int] = Field(description="Events stored, by event type.")
+    query_embeddings: dict[str, int] = Field(
+        description="Search query embeddings by source: trained, recent (LRU) or encoded now."
+    )
+
+
+class EvaluationOut(BaseModel):
+    """The latest offline evaluation report (`python -m ml.evaluate --out REPORTS_DIR`)."""
+
+    written_at: datetime
+    report: dict = Field(description="evaluation.json: metrics per section and recommender.")
+    sessions: dict | None = Field(description="sessions.json, when a session evaluation ran.")
+    has_plot: bool

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     # Models
     artifacts_dir: Path = PROJECT_ROOT / "data" / "artifacts"
+    reports_dir: Path = PROJECT_ROOT / "reports"  # ml.evaluate's output, shown on the dashboard
     artifacts_keep: int = Field(default=3, ge=1)
     model_reload_seconds: float = Field(default=10, gt=0)
     content_top_k: int = Field(default=50, ge=1)

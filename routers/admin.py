@@ -1,12 +1,15 @@
 """Admin endpoints (X-API-Key): trigger jobs, see what every worker serves and how jobs went."""
 
 import asyncio
+import json
 import logging
 import secrets
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import FileResponse
 
 from database import jobs as job_queries
 from database.pool import connection
@@ -14,15 +17,18 @@ from routers.dependencies import Pool
 from routers.problems import ProblemError
 from schemas import (
     ArtifactsOut,
+    EvaluationOut,
     JobAccepted,
     JobName,
     JobRunOut,
     JobStatusOut,
+    MetricsSummaryOut,
     Problem,
     StatusOut,
     VariantOut,
     WorkerOut,
 )
+from services import metrics
 from services.artifacts import current_version_folder
 from services.jobs import JOBS
 
@@ -114,3 +120,58 @@ async def status(request: Request, pool: Pool):
             for v, share in app.state.variants
         ],
     )
+
+
+@router.get("/metrics", response_model=MetricsSummaryOut, name="admin:metrics")
+async def metrics_summary():
+    """Requests and latency percentiles per route, events stored, query embedding sources."""
+    return metrics.summary()
+
+
+def _report(folder: Path, name: str) -> dict | None:
+    path = folder / name
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        logger.warning("%s: unreadable evaluation report", path)
+        return None
+
+
+@router.get(
+    "/evaluation",
+    response_model=EvaluationOut,
+    responses={404: {"model": Problem}},
+    name="admin:evaluation",
+)
+async def evaluation(request: Request):
+    """The latest offline evaluation report (tables as JSON; the plot at /evaluation/plot)."""
+    folder = request.app.state.settings.reports_dir
+    report = _report(folder, "evaluation.json")
+    if report is None:
+        raise ProblemError(
+            404,
+            f"no evaluation report in {folder.name}/: run python -m ml.evaluate",
+            problem_type="no-report",
+        )
+    return EvaluationOut(
+        written_at=datetime.fromtimestamp((folder / "evaluation.json").stat().st_mtime, UTC),
+        report=report,
+        sessions=_report(folder, "sessions.json"),
+        has_plot=(folder / "evaluation.png").is_file(),
+    )
+
+
+@router.get(
+    "/evaluation/plot",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/png": {}}}, 404: {"model": Problem}},
+    name="admin:evaluation_plot",
+)
+async def evaluation_plot(request: Request):
+    """The evaluation's accuracy-vs-diversity plot (PNG)."""
+    path = request.app.state.settings.reports_dir / "evaluation.png"
+    if not path.is_file():
+        raise ProblemError(
+            404, "no evaluation plot: run python -m ml.evaluate", problem_type="no-report"
+        )
+    return FileResponse(path, media_type="image/png")

@@ -79,8 +79,12 @@ class Catalog:
         self.brand_code = pd.factorize(self.brand)[0]
         # Plain Python values per column: a response reads 20 rows, and pandas' row access
         # (iloc -> Series) cost more than building the rest of the response.
+        # Stored as float32 (real): 3.6 arrives as 3.5999999046; six decimals give it back.
         self._columns = {
-            column: [None if isinstance(v, float) and np.isnan(v) else v for v in values]
+            column: [
+                (None if np.isnan(v) else round(v, 6)) if isinstance(v, float) else v
+                for v in values
+            ]
             for column, values in self.frame.to_dict("list").items()
         }
         self._columns["no_of_ratings"] = [

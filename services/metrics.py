@@ -96,3 +96,66 @@ def mark_process_dead(pid: int) -> None:
     """Drop a stopped worker's live gauges (multiprocess mode only)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prometheus_multiprocess.mark_process_dead(pid)
+
+
+def _registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return registry
+    from prometheus_client import REGISTRY
+
+    return REGISTRY
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """The q-quantile of a histogram from its cumulative (upper bound, count) buckets, linear
+    inside the bucket it falls in (as PromQL's histogram_quantile); None without samples."""
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return None
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound  # beyond the last finite bucket: its bound is all we know
+            inside = count - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / inside)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def summary() -> dict:
+    """What the dashboard shows, from the same samples as /metrics (all workers): per route the
+    request count and latency p50/p95/p99 in ms since start, events stored by type, and where
+    search query embeddings came from."""
+    buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    events: dict[str, float] = {}
+    embeddings: dict[str, float] = {}
+    for family in _registry().collect():
+        for sample in family.samples:
+            if sample.name == "http_request_duration_seconds_bucket":
+                key = (sample.labels["method"], sample.labels["route"])
+                buckets.setdefault(key, []).append((float(sample.labels["le"]), sample.value))
+            elif sample.name == "recsys_events_ingested_total":
+                events[sample.labels["event_type"]] = sample.value
+            elif sample.name == "recsys_query_embeddings_total":
+                embeddings[sample.labels["source"]] = sample.value
+    routes = []
+    for (method, route), rows in sorted(buckets.items(), key=lambda item: item[0][::-1]):
+        rows.sort()
+        percentiles = {f"p{q}_ms": quantile(rows, q / 100) for q in (50, 95, 99)}
+        routes.append(
+            {
+                "method": method,
+                "route": route,
+                "requests": int(rows[-1][1]),
+                **{k: None if v is None else round(v * 1000, 2) for k, v in percentiles.items()},
+            }
+        )
+    return {
+        "routes": routes,
+        "events_ingested": {k: int(v) for k, v in events.items()},
+        "query_embeddings": {k: int(v) for k, v in embeddings.items()},
+    }
