@@ -13,6 +13,7 @@ from services.catalog import Catalog
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
     POPULAR_CANDIDATES,
+    SOURCE_CANDIDATES,
     CandidateSet,
     UserHistory,
     feature_rows,
@@ -316,9 +317,11 @@ def ranker_candidates(
     events: list[dict],
     now: datetime,
     exclude_seen: bool = True,
+    per_source: int | None = SOURCE_CANDIDATES,
 ) -> CandidateSet:
     """The learned ranker's candidates for a user and their features, from the user's events
-    (newest first): what the home feed ranks, and what the ranker's training learns from."""
+    (newest first): what the home feed ranks, and what the ranker's training learns from (each
+    source's best `per_source`; None: every item any source found)."""
     clicks, queries = recent_clicks_and_queries(events, now)
     history = user_history(catalog, clicked_positions(catalog, events))
     if not exclude_seen:
@@ -332,6 +335,7 @@ def ranker_candidates(
         boost,
         bundle.arrays.get("catalog_log_clicks"),
         bundle.arrays.get("catalog_week_log_clicks"),
+        per_source=per_source,
     )
 
 

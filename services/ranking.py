@@ -47,6 +47,8 @@ FEATURES = (
     "log_history",
 )
 NO_RANK = 1000.0
+# Candidates each source nominates for the learned ranker (its best unseen items).
+SOURCE_CANDIDATES = 50
 
 
 @dataclass
@@ -122,6 +124,20 @@ def _click_share(codes: np.ndarray, clicked: np.ndarray, positions: np.ndarray) 
     return counts / max(len(clicked), 1)
 
 
+def _nominated(items, seen: np.ndarray, per_source: int | None) -> np.ndarray:
+    """The positions of the best `per_source` items of a source that are not in `seen`."""
+    positions = items.positions
+    if len(seen):
+        unseen = ~np.isin(positions, seen)
+        positions, scores = positions[unseen], items.scores[unseen]
+    else:
+        scores = items.scores
+    if per_source is None or len(positions) <= per_source:
+        return positions
+    best = np.argpartition(-scores, per_source - 1)[:per_source]
+    return positions[best]
+
+
 def feature_rows(
     catalog: Catalog,
     sources: dict[str, ScoredItems],
@@ -129,15 +145,17 @@ def feature_rows(
     boost: np.ndarray,
     log_clicks: np.ndarray | None,
     week_log_clicks: np.ndarray | None = None,
+    per_source: int | None = None,
 ) -> CandidateSet:
-    """One candidate per product found by any source (seen products left out) and its features
-    in FEATURES order. A source's scores are scaled by its best item and ranked over all its
-    items, seen ones included (they still tell how strong the others are)."""
-    found = [items.positions for items in sources.values() if len(items)]
+    """One candidate per product among each source's best `per_source` (all when None; seen
+    products left out) and its features in FEATURES order. A source's scores are scaled by its
+    best item and ranked over all its items, seen ones included (they still tell how strong the
+    others are)."""
+    seen = np.fromiter(history.seen, np.int64, len(history.seen))
+    # Each source nominates its best unseen items: the ranker's cost grows with the candidates,
+    # and an item no source ranks in its top SOURCE_CANDIDATES is rarely in the top 10.
+    found = [_nominated(items, seen, per_source) for items in sources.values() if len(items)]
     positions = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
-    if history.seen:
-        seen = np.fromiter(history.seen, np.int64, len(history.seen))
-        positions = positions[~np.isin(positions, seen)]
     columns: dict[str, np.ndarray] = {}
     source_rows: dict[str, np.ndarray] = {}
     for name in SOURCES:

@@ -97,3 +97,20 @@ def test_feature_rows_give_each_source_its_normalised_score_and_rank():
     reasons = {c.position: [(r.signal, r.anchor) for r in c.reasons] for c in candidates}
     assert reasons[3] == [("co_click", "P2"), ("session", "P0")]
     assert reasons[1] == [("co_click", "P1")]
+    # With one nomination per source: co-click's best (1) and session's best unseen (3); the
+    # seen product 0 takes no slot, and the features of a nominee are the same.
+    nominated = feature_rows(
+        catalog,
+        {"coclick": coclick, "session": session},
+        history,
+        np.zeros(5),
+        None,
+        per_source=1,
+    )
+    assert sorted(nominated.positions.tolist()) == [1, 3]
+    np.testing.assert_array_equal(nominated.features, features)
+    only_coclick = feature_rows(
+        catalog, {"coclick": coclick}, history, np.zeros(5), None, per_source=1
+    )
+    assert only_coclick.positions.tolist() == [1]
+    assert only_coclick.features[0][column["coclick_rank"]] == 0
