@@ -32,6 +32,7 @@ from routers.problems import install_problem_docs, install_problem_handlers
 from schemas import MAX_BODY_BYTES
 from services import metrics, text_encoder
 from services.catalog import Catalog
+from services.feeds import warm_caches
 from services.interactions import EventWriter
 from services.jobs import JobRunner
 from services.models import ARTIFACT_ERRORS, ModelStore, trending_in_catalog_order
@@ -72,12 +73,15 @@ async def refresh_models(app: FastAPI) -> bool:
             logger.warning("could not load artifacts %s: %s", bundle.folder, exc)
             return False
         logger.info("catalog reloaded with the new version: %d products", len(catalog))
+    trending = app.state.trending
+    if trending is not None and len(trending.scores) != len(catalog):
+        trending = None  # positions changed: reloaded below
+    await asyncio.to_thread(warm_caches, catalog, trending, bundle)
     # Assigned on the event loop, between requests' awaits: a request never sees the new
     # catalog with the old models.
     app.state.catalog = catalog
     store.install(bundle)
-    if app.state.trending is not None and len(app.state.trending.scores) != len(catalog):
-        app.state.trending = None  # positions changed: reload below
+    app.state.trending = trending
     await refresh_trending(app)
     return True
 
@@ -91,12 +95,15 @@ async def refresh_trending(app: FastAPI) -> None:
             return
         rows = await fetch_trending(conn=conn)
     catalog = app.state.catalog
-    app.state.trending = trending_in_catalog_order(
+    trending = trending_in_catalog_order(
         [(r["product_id"], r["score"]) for r in rows],
         catalog.position_of,
         len(catalog),
         computed_at,
     )
+    await asyncio.to_thread(warm_caches, catalog, trending, app.state.models.bundle)
+    if app.state.catalog is catalog:  # not replaced meanwhile by a new version's catalog
+        app.state.trending = trending
 
 
 async def heartbeat(app: FastAPI) -> None:

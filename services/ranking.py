@@ -229,10 +229,11 @@ def sub_category_click_share(catalog: Catalog, log_clicks: np.ndarray) -> np.nda
     if cached is not None and cached[0] is catalog and cached[1] is log_clicks:
         return cached[2]
     clicks = np.expm1(np.asarray(log_clicks, np.float64))
-    _, group = np.unique(catalog.sub_category.astype(str), return_inverse=True)
+    group = catalog.sub_category_code + 1  # factorize's -1 (no sub-category) is a group too
     totals = np.bincount(group, weights=clicks)
     share = np.where(totals[group] > 0, clicks / np.maximum(totals[group], 1e-9), 0.0)
-    _share_cache.clear()  # only the serving version's is worth keeping
+    if len(_share_cache) >= 2:  # the serving version's and the one being warmed
+        _share_cache.pop(next(iter(_share_cache)))
     _share_cache[key] = (catalog, log_clicks, share)
     return share
 
