@@ -35,7 +35,7 @@ from services.catalog import Catalog
 from services.feeds import warm_caches
 from services.interactions import EventWriter
 from services.jobs import JobRunner
-from services.models import ARTIFACT_ERRORS, ModelStore, trending_in_catalog_order
+from services.models import ModelStore, trending_in_catalog_order
 from services.text_encoder import QueryVectors
 from services.variants import variants_of
 
@@ -65,12 +65,10 @@ async def refresh_models(app: FastAPI) -> bool:
     if len(trained_on) != len(catalog) or (bundle.to_catalog < 0).any():
         async with connection(app.state.pool) as conn:
             catalog = await load_catalog(conn)
-        try:
-            bundle = await asyncio.to_thread(
-                store.load, bundle.folder, len(catalog), catalog.position_of
-            )
-        except ARTIFACT_ERRORS as exc:
-            logger.warning("could not load artifacts %s: %s", bundle.folder, exc)
+        bundle = await asyncio.to_thread(
+            store.load_for_catalog, bundle, len(catalog), catalog.position_of
+        )
+        if bundle is None:
             return False
         logger.info("catalog reloaded with the new version: %d products", len(catalog))
     trending = app.state.trending

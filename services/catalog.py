@@ -33,6 +33,8 @@ class Catalog:
     # Integer codes of main_category, sub_category and brand (for per-user shares as arrays).
     main_category_code: np.ndarray = field(init=False)
     sub_category_code: np.ndarray = field(init=False)
+    main_category_names: np.ndarray = field(init=False)  # the category of each code
+    sub_category_names: np.ndarray = field(init=False)
     brand_code: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
     _columns: dict[str, list] = field(init=False, repr=False)
@@ -74,8 +76,8 @@ class Catalog:
         self.brand = (
             self.frame["name"].str.split(n=1).str[0].str.lower().fillna("").to_numpy(dtype=object)
         )
-        self.main_category_code = pd.factorize(self.main_category)[0]
-        self.sub_category_code = pd.factorize(self.sub_category)[0]
+        self.main_category_code, self.main_category_names = pd.factorize(self.main_category)
+        self.sub_category_code, self.sub_category_names = pd.factorize(self.sub_category)
         self.brand_code = pd.factorize(self.brand)[0]
         # Plain Python values per column: a response reads 20 rows, and pandas' row access
         # (iloc -> Series) cost more than building the rest of the response.

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -63,7 +64,7 @@ class EventWriter:
     def __init__(self, pool: asyncpg.Pool, max_group_events: int = MAX_GROUP_EVENTS):
         self.pool = pool
         self.max_group_events = max_group_events
-        self._pending: list[tuple[list[EventRow], asyncio.Future]] = []
+        self._pending: deque[tuple[list[EventRow], asyncio.Future]] = deque()
         self._drainer: asyncio.Task | None = None
         self.statements = 0  # group statements written (for tests and benchmarks)
 
@@ -82,7 +83,7 @@ class EventWriter:
             while self._pending and (
                 not group or size + len(self._pending[0][0]) <= self.max_group_events
             ):
-                rows, future = self._pending.pop(0)
+                rows, future = self._pending.popleft()
                 group.append((rows, future))
                 size += len(rows)
             try:

@@ -8,6 +8,7 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -83,29 +84,24 @@ JOB_LAST_SUCCESS = Gauge(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The metrics in Prometheus text format, from every worker when in multiprocess mode."""
+def _registry() -> CollectorRegistry:
+    """Every worker's samples in multiprocess mode, else this process's."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics in Prometheus text format, from every worker when in multiprocess mode."""
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
 
 
 def mark_process_dead(pid: int) -> None:
     """Drop a stopped worker's live gauges (multiprocess mode only)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         prometheus_multiprocess.mark_process_dead(pid)
-
-
-def _registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)
-        return registry
-    from prometheus_client import REGISTRY
-
-    return REGISTRY
 
 
 def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:

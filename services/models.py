@@ -231,18 +231,13 @@ class ModelStore:
         folder = self.pending_version()
         if folder is None:
             return None
-        try:
-            return self.load(folder, catalog_size, position_of)
-        except ARTIFACT_ERRORS as exc:
-            self._failed_folder = folder
-            self.last_error = f"{folder.name}: {exc}"
-            logger.warning("could not load artifacts %s: %s", folder, exc)
-            metrics.MODEL_LOAD_FAILURES.inc()
-        if self.bundle is not None:
-            return None
+        bundle = self._load_or_remember(folder, catalog_size, position_of, verify=True)
+        if bundle is not None or self.bundle is not None:
+            return bundle
         for earlier in earlier_versions(self.artifacts_dir, folder):
             try:
-                bundle = self.load(earlier, catalog_size, position_of)
+                verify_checksums(earlier)
+                bundle = load_bundle(earlier, catalog_size, position_of)
             except ARTIFACT_ERRORS as exc:
                 logger.warning("earlier version %s not usable either: %s", earlier.name, exc)
                 continue
@@ -250,11 +245,26 @@ class ModelStore:
             return bundle
         return None
 
-    @staticmethod
-    def load(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
-        """One version, its files checked against the manifest's checksums first."""
-        verify_checksums(folder)
-        return load_bundle(folder, catalog_size, position_of)
+    def load_for_catalog(
+        self, bundle: ModelBundle, catalog_size: int, position_of: dict[str, int]
+    ) -> ModelBundle | None:
+        """`bundle`'s version again, over another catalog (products imported since start-up).
+        Its files were checked moments ago by load_new; a failure is remembered as there."""
+        return self._load_or_remember(bundle.folder, catalog_size, position_of, verify=False)
+
+    def _load_or_remember(
+        self, folder: Path, catalog_size: int, position_of: dict[str, int], *, verify: bool
+    ) -> ModelBundle | None:
+        try:
+            if verify:
+                verify_checksums(folder)
+            return load_bundle(folder, catalog_size, position_of)
+        except ARTIFACT_ERRORS as exc:
+            self._failed_folder = folder
+            self.last_error = f"{folder.name}: {exc}"
+            logger.warning("could not load artifacts %s: %s", folder, exc)
+            metrics.MODEL_LOAD_FAILURES.inc()
+            return None
 
     def install(self, bundle: ModelBundle) -> None:
         previous = self.bundle
