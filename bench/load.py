@@ -25,7 +25,7 @@ from urllib.parse import quote
 import asyncpg
 
 from bench.prepare import bench_environment, prepare
-from bench.server import start_server
+from bench.server import server_environment, start_server
 from database.server import database_url
 
 LUA = Path(__file__).with_name("mixed.lua")
@@ -104,13 +104,7 @@ def run(
     with database_url(env.get("DATABASE_URL"), pgdata) as db_url:
         data = Path(tempfile.mkdtemp()) / "bench-data.txt"
         data.write_text(asyncio.run(_sample_data(db_url)))
-        server_env = env | {
-            "DATABASE_URL": db_url,
-            "SCHEDULER_ENABLED": "false",  # no job may start in the middle of a measurement
-            "LOG_LEVEL": "WARNING",
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
-        }
-        url, server = start_server(server_env, workers)
+        url, server = start_server(server_environment(env, db_url), workers)
         try:
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
             results = {}

@@ -19,7 +19,7 @@ import httpx
 
 from bench.load import _sample_data, _wrk
 from bench.prepare import bench_environment
-from bench.server import start_server
+from bench.server import server_environment, start_server
 from database.server import database_url
 
 KEY = "bench-admin-key"
@@ -35,13 +35,7 @@ def main() -> None:
     with database_url(env.get("DATABASE_URL"), Path(env["PGDATA_DIR"])) as db_url:
         data = Path(tempfile.mkdtemp()) / "bench-data.txt"
         data.write_text(asyncio.run(_sample_data(db_url)))
-        server_env = env | {
-            "DATABASE_URL": db_url,
-            "SCHEDULER_ENABLED": "false",
-            "ADMIN_API_KEY": KEY,
-            "LOG_LEVEL": "WARNING",
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
-        }
+        server_env = server_environment(env, db_url, ADMIN_API_KEY=KEY)
         url, server = start_server(server_env, args.workers)
         try:
             _wrk(url, data, "home", 5, args.connections, 1)  # warm-up

@@ -3,9 +3,22 @@
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
+
+
+def server_environment(env: dict[str, str], database_url: str, **extra: str) -> dict[str, str]:
+    """The service's environment for a measurement: no scheduled job may start in the middle of
+    it, warnings only in the log, and /metrics across the workers."""
+    return env | {
+        "DATABASE_URL": database_url,
+        "SCHEDULER_ENABLED": "false",
+        "LOG_LEVEL": "WARNING",
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
+        **extra,
+    }
 
 
 def free_port() -> int:

@@ -16,14 +16,13 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from bench.prepare import bench_environment
-from bench.server import free_port
+from bench.server import free_port, server_environment
 from database.server import database_url
 
 ADMIN_KEY = "bench-startup"
@@ -95,14 +94,12 @@ def main() -> None:
     args = parser.parse_args()
     env = bench_environment(args.dir)
     with database_url(env.get("DATABASE_URL"), Path(env["PGDATA_DIR"])) as url:
-        server_env = env | {
-            "DATABASE_URL": url,
-            "SCHEDULER_ENABLED": "false",
-            "LOG_LEVEL": "WARNING",
-            "ADMIN_API_KEY": ADMIN_KEY,
-            "MODEL_RELOAD_SECONDS": "0.5",  # heartbeats soon after start
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="prometheus-"),
-        }
+        server_env = server_environment(
+            env,
+            url,
+            ADMIN_API_KEY=ADMIN_KEY,
+            MODEL_RELOAD_SECONDS="0.5",  # heartbeats soon after start
+        )
         runs = [one_start(server_env, args.workers) for _ in range(args.runs)]
     report = {"workers": args.workers, "cpus": os.cpu_count(), "runs": runs}
     out = args.dir / f"startup-{args.workers}w.json"

@@ -5,6 +5,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -73,19 +75,24 @@ async def template_database(server_url, catalog_csv):
         await admin.close()
 
 
-@pytest.fixture
-async def database_url(server_url, template_database):
-    """URL of a fresh database for this test only (dropped afterwards)."""
-    name = f"rec_test_{uuid.uuid4().hex[:12]}"
+@asynccontextmanager
+async def cloned_database(server_url: str, template: str, prefix: str) -> AsyncIterator[str]:
+    """URL of a new database cloned from `template` on the same server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_url)
-    await admin.execute(
-        f'CREATE DATABASE "{name}" TEMPLATE "{template_database}" STRATEGY FILE_COPY'
-    )
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
     try:
         yield _with_database(server_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(server_url, template_database):
+    """URL of a fresh database for this test only (dropped afterwards)."""
+    async with cloned_database(server_url, template_database, "rec_test") as url:
+        yield url
 
 
 @pytest.fixture
@@ -110,24 +117,13 @@ async def trained_catalog_version(server_url, template_database, tmp_path_factor
     embeddings are the slow part (~10 s for 1,500 products), and training reuses them by digest."""
     from ml.train import train
 
-    name = f"rec_test_seed_{os.getpid()}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     root = tmp_path_factory.mktemp("seed-artifacts")
-    try:
-        conn = await asyncpg.connect(_with_database(server_url, name))
+    async with cloned_database(server_url, template_database, "rec_test_seed") as url:
+        conn = await asyncpg.connect(url)
         try:
-            result = await train(
-                conn=conn,
-                settings=Settings(
-                    database_url=_with_database(server_url, name), artifacts_dir=root
-                ),
-            )
+            result = await train(conn=conn, settings=Settings(database_url=url, artifacts_dir=root))
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
     return result.folder
 
 

@@ -9,7 +9,6 @@ A larger run, by hand, against a running service:
 
 import os
 import re
-import uuid
 from datetime import UTC, datetime
 
 import asyncpg
@@ -21,7 +20,7 @@ from bench.server import start_server
 from config.settings import Settings
 from main import create_app
 from schemas import PRODUCT_ID_REGEX
-from tests.conftest import _with_database
+from tests.conftest import cloned_database
 
 ADMIN_KEY = "fuzz-key"
 PRODUCT_ID = re.compile(PRODUCT_ID_REGEX)
@@ -33,18 +32,11 @@ schema = schemathesis.openapi.from_dict(create_app(Settings()).openapi())
 @pytest.fixture(scope="module")
 async def fuzz_database(server_url, template_database):
     """A database cloned from the test template, and a product id of its catalog."""
-    name = f"rec_fuzz_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    url = _with_database(server_url, name)
-    conn = await asyncpg.connect(url)
-    product_id = await conn.fetchval("SELECT id FROM products ORDER BY id LIMIT 1")
-    await conn.close()
-    try:
+    async with cloned_database(server_url, template_database, "rec_fuzz") as url:
+        conn = await asyncpg.connect(url)
+        product_id = await conn.fetchval("SELECT id FROM products ORDER BY id LIMIT 1")
+        await conn.close()
         yield url, product_id
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="module")

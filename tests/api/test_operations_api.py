@@ -269,3 +269,24 @@ async def test_logs_never_carry_the_admin_key(client, caplog):
     formatted = "\n".join(json_formatter().format(r) for r in caplog.records)
     assert "access" in formatted
     assert API_KEY not in formatted and "wrong-key" not in formatted
+
+
+async def test_a_version_trained_on_a_larger_catalog_brings_the_catalog_with_it(
+    client, app, conn, settings
+):
+    from main import refresh_models
+    from ml.train import train
+
+    before = len(app.state.catalog)
+    await conn.execute(
+        "INSERT INTO products SELECT 'ZZNEW00001', name || ' Mark II', main_category,"
+        " sub_category, image, link, ratings, no_of_ratings, discount_price, actual_price,"
+        " discount_ratio FROM products ORDER BY id LIMIT 1"
+    )
+    result = await train(conn=conn, settings=settings)
+    assert await refresh_models(app)
+    assert len(app.state.catalog) == before + 1 and "ZZNEW00001" in app.state.catalog.position_of
+    assert app.state.models.bundle.version == result.folder.name
+    assert app.state.models.last_error is None
+    similar = await client.get("/recommendations/product/ZZNEW00001")
+    assert similar.status_code == 200 and similar.json()["model_version"] == result.folder.name

@@ -9,7 +9,6 @@ pictures: DEMO_SCREENSHOTS_DIR=docs/screenshots make test).
 import os
 import shutil
 import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from database.training import fetch_catalog, fetch_events
 from ml.evaluate import evaluate, write_report
 from ml.simulate import SimulationConfig, simulate
 from services.artifacts import publish
-from tests.conftest import _with_database
+from tests.conftest import cloned_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_KEY = "browser-key"
@@ -50,35 +49,28 @@ def chromium() -> Path:
 @pytest.fixture(scope="module")
 async def demo_database(server_url, template_database, tmp_path_factory):
     """A database with a simulated click log, and the evaluation report written from it."""
-    name = f"rec_browser_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    url = _with_database(server_url, name)
     reports = tmp_path_factory.mktemp("reports")
-    conn = await asyncpg.connect(url)
-    try:
-        catalog = await fetch_catalog(conn=conn)
-        events = simulate(catalog, SimulationConfig(users=150, events=12_000, days=30, seed=5))
-        await copy_events_to_log(conn=conn, events=events)
-        pool = await create_pool(url, min_size=1, max_size=3)
+    async with cloned_database(server_url, template_database, "rec_browser") as url:
+        conn = await asyncpg.connect(url)
         try:
-            await write_user_tables(pool=pool, events=events)
+            catalog = await fetch_catalog(conn=conn)
+            events = simulate(catalog, SimulationConfig(users=150, events=12_000, days=30, seed=5))
+            await copy_events_to_log(conn=conn, events=events)
+            pool = await create_pool(url, min_size=1, max_size=3)
+            try:
+                await write_user_tables(pool=pool, events=events)
+            finally:
+                await pool.close()
+            since = events["timestamp"].min().floor("s").to_pydatetime()
+            logged = await fetch_events(conn=conn, since=since)
+            settings = Settings(database_url=url, artifacts_dir=tmp_path_factory.mktemp("eval"))
+            report = evaluate(
+                catalog_frame=catalog, events=logged, settings=settings, test_days=5, max_users=60
+            )
+            write_report(report, reports)
         finally:
-            await pool.close()
-        since = events["timestamp"].min().floor("s").to_pydatetime()
-        logged = await fetch_events(conn=conn, since=since)
-        settings = Settings(database_url=url, artifacts_dir=tmp_path_factory.mktemp("eval"))
-        report = evaluate(
-            catalog_frame=catalog, events=logged, settings=settings, test_days=5, max_users=60
-        )
-        write_report(report, reports)
-    finally:
-        await conn.close()
-    try:
+            await conn.close()
         yield url, reports
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="module")
