@@ -45,7 +45,7 @@ WEB_DIR = PROJECT_ROOT / "web"
 
 async def load_catalog(conn) -> Catalog:
     return Catalog.from_frame(
-        await fetch_catalog(conn=conn),
+        await fetch_catalog(conn=conn, arrow_strings=True),
         listings=await other_listings(conn=conn),
         aliases=await product_aliases(conn=conn),
     )

@@ -5,6 +5,7 @@ from datetime import datetime
 
 import asyncpg
 import pandas as pd
+import pyarrow as pa
 
 from database.products import PRODUCT_COLUMNS
 
@@ -15,13 +16,33 @@ FROM products ORDER BY id
 """
 
 
-async def fetch_catalog(*, conn: asyncpg.Connection) -> pd.DataFrame:
-    """The whole catalog ordered by id, numeric columns as float (NaN when empty)."""
-    rows = await conn.fetch(_CATALOG)
-    frame = pd.DataFrame([dict(r) for r in rows], columns=PRODUCT_COLUMNS)
-    for column in ("ratings", "no_of_ratings", "discount_ratio", "discount_price", "actual_price"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    return frame
+async def fetch_catalog(*, conn: asyncpg.Connection, arrow_strings: bool = False) -> pd.DataFrame:
+    """The whole catalog ordered by id, numeric columns as float (NaN when empty), an empty image
+    or link as missing.
+
+    Streamed with COPY and parsed by pandas' C reader: at 550k products, fetching records took
+    several times longer than the query. With `arrow_strings`, the text columns are Arrow
+    strings (one buffer per column instead of a Python object per value: the serving catalog's
+    memory).
+    """
+    buffer = io.BytesIO()
+    await conn.copy_from_query(_CATALOG, output=buffer, format="csv", header=True)
+    buffer.seek(0)
+    text = pd.ArrowDtype(pa.string()) if arrow_strings else str
+    frame = pd.read_csv(
+        buffer,
+        dtype={
+            **{column: text for column in _TEXT_COLUMNS},
+            **{column: "float64" for column in _NUMERIC_COLUMNS},
+        },
+        keep_default_na=False,
+        na_values={column: [""] for column in ("image", "link", *_NUMERIC_COLUMNS)},
+    )
+    return frame[PRODUCT_COLUMNS]
+
+
+_TEXT_COLUMNS = ("id", "name", "main_category", "sub_category", "image", "link")
+_NUMERIC_COLUMNS = ("ratings", "no_of_ratings", "discount_price", "actual_price", "discount_ratio")
 
 
 _EVENTS_SINCE = """

@@ -52,15 +52,16 @@ def _page(request: Request, feed: Feed, query: RecommendationQuery) -> dict:
     catalog = request.app.state.catalog
     bundle = request.app.state.models.bundle
     page = feed.items[query.offset : query.offset + query.limit]
+    products = catalog.products([candidate.position for candidate in page])
     items = [
-        catalog.product(candidate.position)
+        product
         | {
             "score": round(candidate.score, 6),
             "reasons": [
                 {"signal": r.signal, "anchor": r.anchor, "text": r.text} for r in candidate.reasons
             ],
         }
-        for candidate in page
+        for product, candidate in zip(products, page, strict=True)
     ]
     return {
         "items": items,

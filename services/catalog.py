@@ -5,10 +5,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from services.popularity import popularity_prior
 
 TOP_PER_CATEGORY = 200
+PRODUCT_CACHE_SIZE = 20_000  # product dicts kept per catalog (about 1 KB each)
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer code of each value (-1: missing), the distinct values, and each value as the
+    distinct value's one str object (None when missing)."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    names = encoded.dictionary.to_numpy(zero_copy_only=False).astype(object)
+    codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
+    return codes, names, np.append(names, None)[codes]
 
 
 @dataclass
@@ -37,12 +49,24 @@ class Catalog:
     sub_category_names: np.ndarray = field(init=False)
     brand_code: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
-    _columns: dict[str, list] = field(init=False, repr=False)
+    _products: pa.Table = field(init=False, repr=False)  # the response's product fields
+    _product_cache: dict[int, dict] = field(init=False, repr=False)
     _listed_sets: dict[str, frozenset[int]] = field(init=False, repr=False)
 
     def __post_init__(self):
-        self.position_of = {pid: pos for pos, pid in enumerate(self.frame["id"])}
-        self.ids = self.frame["id"].to_numpy(dtype=object)
+        # Arrow columns: the frame's own buffers when it was read with Arrow strings (serving),
+        # converted once otherwise. No Python object per value: at 550k products those were
+        # most of a worker's memory.
+        table = pa.Table.from_pandas(self.frame, preserve_index=False).combine_chunks()
+        arrow_backed = {
+            name: pd.arrays.ArrowExtensionArray(table[name])
+            for name, dtype in self.frame.dtypes.items()
+            if isinstance(dtype, pd.ArrowDtype)
+        }
+        if arrow_backed:  # one chunk per column (take() is fast), and not a second copy
+            self.frame = self.frame.assign(**arrow_backed)
+        self.ids = table["id"].to_numpy(zero_copy_only=False)
+        self.position_of = {pid: pos for pos, pid in enumerate(self.ids)}
         for alias, product_id in self.aliases.items():
             if product_id in self.position_of and alias not in self.position_of:
                 self.position_of[alias] = self.position_of[product_id]
@@ -56,8 +80,13 @@ class Catalog:
                 listed_main.append((position, main))
         self.listed_under = {c: np.array(sorted(p), np.int64) for c, p in listed.items()}
         self._listed_sets = {c: frozenset(p) for c, p in listed.items()}
-        self.main_category = self.frame["main_category"].to_numpy(dtype=object)
-        self.sub_category = self.frame["sub_category"].to_numpy(dtype=object)
+        # Per product, its category's one shared str (an object array of the distinct values).
+        self.main_category_code, self.main_category_names, self.main_category = _codes(
+            table["main_category"]
+        )
+        self.sub_category_code, self.sub_category_names, self.sub_category = _codes(
+            table["sub_category"]
+        )
         # The price a shopper pays: the discount price when there is one.
         self.price = self.frame["discount_price"].fillna(self.frame["actual_price"]).to_numpy()
         # Item features of the home ranker.
@@ -70,28 +99,20 @@ class Catalog:
             log_price = np.log(np.where(self.price > 0, self.price, np.nan).astype(float))
         # Price tier: log price against the sub-category's median (a cheap phone and a cheap
         # case are both "cheap"); nan without a price.
-        median = pd.Series(log_price).groupby(self.sub_category).transform("median").to_numpy()
-        self.price_tier = log_price - median
+        shelf = np.where(self.sub_category_code >= 0, self.sub_category_code, np.nan)
+        median = pd.Series(log_price).groupby(shelf).transform("median")
+        self.price_tier = log_price - median.to_numpy()
         # The first word of the name: the brand on most listings ("boAt Airdopes 141 ...").
-        self.brand = (
-            self.frame["name"].str.split(n=1).str[0].str.lower().fillna("").to_numpy(dtype=object)
-        )
-        self.main_category_code, self.main_category_names = pd.factorize(self.main_category)
-        self.sub_category_code, self.sub_category_names = pd.factorize(self.sub_category)
-        self.brand_code = pd.factorize(self.brand)[0]
-        # Plain Python values per column: a response reads 20 rows, and pandas' row access
-        # (iloc -> Series) cost more than building the rest of the response.
+        first_word = pc.struct_field(pc.extract_regex(table["name"], r"^\s*(?P<word>\S*)"), [0])
+        self.brand_code, _, self.brand = _codes(pc.fill_null(pc.utf8_lower(first_word), ""))
         # Stored as float32 (real): 3.6 arrives as 3.5999999046; six decimals give it back.
-        self._columns = {
-            column: [
-                (None if np.isnan(v) else round(v, 6)) if isinstance(v, float) else v
-                for v in values
-            ]
-            for column, values in self.frame.to_dict("list").items()
+        columns = {
+            name: pc.round(column, 6) if pa.types.is_floating(column.type) else column
+            for name, column in zip(table.column_names, table.columns, strict=True)
         }
-        self._columns["no_of_ratings"] = [
-            None if v is None else int(v) for v in self._columns["no_of_ratings"]
-        ]
+        columns["no_of_ratings"] = pc.cast(columns["no_of_ratings"], pa.int64())
+        self._products = pa.table(columns)
+        self._product_cache = {}
         # Most popular first per main category, a product in each category it is listed under.
         positions = np.r_[np.arange(len(self.frame)), [p for p, _ in listed_main]].astype(np.int64)
         groups = np.r_[self.main_category, np.array([m for _, m in listed_main], dtype=object)]
@@ -123,7 +144,19 @@ class Catalog:
         return len(self.frame)
 
     def product(self, position: int) -> dict:
-        return {column: values[position] for column, values in self._columns.items()}
+        return self.products([position])[0]
+
+    def products(self, positions: list[int]) -> list[dict]:
+        """The product fields of each position, as plain Python values (None when missing).
+        The dicts are shared (cached): callers copy before changing one."""
+        cache = self._product_cache
+        missing = [p for p in positions if p not in cache]
+        if missing:
+            # Arrow -> Python costs ~6 us a product; the same products come back in many feeds.
+            if len(cache) + len(missing) > PRODUCT_CACHE_SIZE:
+                cache.clear()
+            cache.update(zip(missing, self._products.take(missing).to_pylist(), strict=True))
+        return [cache[p] for p in positions]
 
     def matching(self, positions: np.ndarray, category: str | None, min_price, max_price):
         """Which of `positions` pass the filters (`matches` over an array)."""

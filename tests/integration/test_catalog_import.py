@@ -4,6 +4,8 @@ import csv
 
 from database.csv_importer import import_catalog
 from database.migrations import apply_migrations, migration_files
+from database.training import fetch_catalog
+from services.catalog import Catalog
 
 
 async def test_import_round_trip(conn, catalog_csv):
@@ -154,3 +156,45 @@ async def test_an_import_whose_parse_rates_collapse_is_refused(conn, tmp_path):
     assert not forced.skipped
     price = await conn.fetchval("SELECT discount_price FROM products WHERE id = 'B0GOOD0001'")
     assert price is None
+
+
+async def test_serving_catalog_reads_the_stored_values_back(conn):
+    """The serving catalog is read with COPY into Arrow strings: text that looks like a missing
+    value stays text, an empty image is no image, float4 ratings come back as stored."""
+    await conn.execute(
+        "INSERT INTO products (id, name, main_category, sub_category, image, link, ratings,"
+        " no_of_ratings, discount_price, actual_price, discount_ratio) VALUES"
+        " ('ZZZZZZZZZ1', 'NA', 'null', 'N/A', '', NULL, 3.6, 12, 99.5, NULL, NULL),"
+        " ('ZZZZZZZZZ2', 'Quote \"and\" comma, line\nbreak', 'x', 'y', 'http://i', 'http://l',"
+        " NULL, NULL, NULL, 10, 0.25)"
+    )
+    frame = await fetch_catalog(conn=conn, arrow_strings=True)
+    catalog = Catalog.from_frame(frame)
+    stored = await conn.fetchval("SELECT count(*) FROM products")
+    assert len(catalog) == stored
+    assert list(catalog.ids) == sorted(catalog.ids)
+    first, second = catalog.products(
+        [catalog.position_of["ZZZZZZZZZ1"], catalog.position_of["ZZZZZZZZZ2"]]
+    )
+    assert first == {
+        "id": "ZZZZZZZZZ1",
+        "name": "NA",
+        "main_category": "null",
+        "sub_category": "N/A",
+        "image": None,
+        "link": None,
+        "ratings": 3.6,
+        "no_of_ratings": 12,
+        "discount_price": 99.5,
+        "actual_price": None,
+        "discount_ratio": None,
+    }
+    assert second["name"] == 'Quote "and" comma, line\nbreak'
+    assert (second["ratings"], second["no_of_ratings"]) == (None, None)
+    assert second["actual_price"] == 10.0
+    assert second["discount_ratio"] == 0.25
+    # The same catalog read with Python strings (training) holds the same values.
+    plain = Catalog.from_frame(await fetch_catalog(conn=conn))
+    assert plain.products(list(range(len(plain)))) == catalog.products(list(range(len(catalog))))
+    assert (plain.brand_code == catalog.brand_code).all()
+    assert (plain.sub_category == catalog.sub_category).all()
