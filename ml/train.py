@@ -52,6 +52,7 @@ from services.artifacts import (
     write_version,
 )
 from services.catalog import Catalog
+from services.feeds import past_query_results
 from services.models import bundle_from_arrays
 from services.ranking import RANKER_FILE, Ranker
 from services.synonyms import Synonyms
@@ -334,6 +335,32 @@ def train_ranker_file(
     return result
 
 
+def past_query_arrays(
+    catalog: pd.DataFrame, arrays: dict[str, np.ndarray], events: pd.DataFrame, limit: int
+) -> dict[str, np.ndarray]:
+    """The lexical matches of the log's `limit` most frequent searches, as the home feed's
+    search source computes them (services.feeds.past_query_results), for serving to read
+    instead of matching again: product rows of this version and scores, one list per query."""
+    searches = events.loc[events["event_type"] == "search_query", "query"].dropna()
+    queries = searches[searches != ""].value_counts().index[:limit].tolist()
+    bundle = bundle_from_arrays(
+        arrays,
+        len(catalog),
+        {product_id: row for row, product_id in enumerate(catalog["id"])},
+        version="past-queries",
+        folder=Path("."),
+        created_at=datetime.now(UTC),
+        synonyms=Synonyms({}),
+    )
+    found = [past_query_results(bundle, query) for query in queries]
+    return {
+        "past_query_texts": np.array(queries, dtype=str),
+        "past_query_indptr": np.r_[0, np.cumsum([len(p) for p, _ in found])].astype(np.int64),
+        "past_query_products": np.concatenate([p for p, _ in found] or [[]]).astype(np.int64),
+        "past_query_scores": np.concatenate([s for _, s in found] or [[]]).astype(np.float64),
+    }
+
+
 def reusable_arrays(
     folder: Path | None, product_ids: np.ndarray, models: tuple[str, ...]
 ) -> tuple[dict[str, np.ndarray], dict[str, Path]] | None:
@@ -416,6 +443,12 @@ def validate_version(folder: Path, expected_products: int) -> None:
             raise ValueError(
                 f"vector index finds only {found} of {len(samples)} products from their own vector"
             )
+    past_queries = arrays.get("past_query_texts")
+    if past_queries is not None and (
+        len(arrays["past_query_indptr"]) != len(past_queries) + 1
+        or (arrays["past_query_products"] >= expected_products).any()
+    ):
+        raise ValueError("past-query matches do not fit their queries or the catalog")
     query_texts = arrays.get("embedding_query_texts")
     if query_texts is not None and len(query_texts) != len(arrays["embedding_query_vectors"]):
         raise ValueError("query embeddings do not match their texts")
@@ -485,6 +518,11 @@ async def train(
             index_path,
         )
         seconds["load"] = load_seconds
+        started = time.perf_counter()
+        arrays |= await asyncio.to_thread(
+            past_query_arrays, catalog, carried | arrays, events, settings.search_query_cache_size
+        )
+        seconds["past_queries"] = time.perf_counter() - started
         new_files = {INDEX_FILE: index_path} if "embeddings" in models else {}
         started_ranker = time.perf_counter()
         ranker_path = Path(work) / RANKER_FILE

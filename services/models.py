@@ -1,7 +1,7 @@
 """Loading trained artifacts (memory-mapped) and the lookups the recommenders use."""
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -43,6 +43,8 @@ class ModelBundle:
     query_rows: dict[str, int]  # popular query (lowercase) -> row of embedding_query_vectors
     sessions: SessionIndex | None  # past sessions for session-kNN (artifact positions)
     ranker: Ranker | None = None  # the learned home ranker, when the version has one
+    # A frequent past search (as stored in the log) -> its row of the past_query_* arrays.
+    past_queries: dict[str, int] = field(default_factory=dict)
 
     def cached_query_vector(self, query: str) -> np.ndarray | None:
         """The query's embedding if training embedded it (a popular query), else None."""
@@ -50,6 +52,19 @@ class ModelBundle:
         if row is None:
             return None
         return self.arrays["embedding_query_vectors"][row].astype(np.float32)
+
+    def past_query_matches(self, query: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Training's lexical matches of a frequent past search (catalog positions, scores best
+        first), or None when training did not prepare this query."""
+        row = self.past_queries.get(query)
+        if row is None:
+            return None
+        indptr = self.arrays["past_query_indptr"]
+        start, end = int(indptr[row]), int(indptr[row + 1])
+        positions = self.to_catalog[self.arrays["past_query_products"][start:end]]
+        scores = np.asarray(self.arrays["past_query_scores"][start:end], np.float64)
+        keep = positions >= 0
+        return positions[keep], scores[keep]
 
     def neighbors(self, model: str, catalog_position: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores) of a product's neighbours in `model`, best first."""
@@ -202,6 +217,7 @@ def bundle_from_arrays(
         {str(q): row for row, q in enumerate(arrays.get("embedding_query_texts", []))},
         SessionIndex.from_arrays(arrays) if "sessions_session_indptr" in arrays else None,
         ranker,
+        {str(q): row for row, q in enumerate(arrays.get("past_query_texts", []))},
     )
 
 

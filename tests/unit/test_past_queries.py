@@ -1,0 +1,69 @@
+"""Training prepares the lexical matches of the log's frequent searches; serving reads them
+instead of matching again, and must find exactly what it would have computed."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from config.settings import Settings
+from ml.train import past_query_arrays, train_arrays
+from services.feeds import past_query_results
+from services.models import bundle_from_arrays
+from services.synonyms import Synonyms
+
+
+def test_prepared_past_queries_equal_what_serving_computes(catalog_csv):
+    catalog = pd.read_csv(catalog_csv, dtype={"id": str})
+    settings = Settings(database_url="postgresql://unused")
+    now = datetime.now(UTC)
+    no_clicks = pd.DataFrame(columns=["user_id", "event_type", "product_id", "query", "epoch"])
+    arrays, _, _ = train_arrays(catalog, no_clicks, settings, now, models=("content",))
+    words = catalog["name"].str.split().str[1].str.lower().tolist()
+    queries = [words[0]] * 3 + [f"{words[1]} {words[2]}"] * 2 + [words[3]]
+    events = pd.DataFrame(
+        {
+            "user_id": "u1",
+            "event_type": ["search_query"] * len(queries) + ["product_click"],
+            "product_id": [None] * len(queries) + [catalog["id"][0]],
+            "query": [*queries, None],
+            "epoch": now.timestamp(),
+        }
+    )
+    prepared = past_query_arrays(catalog, arrays, events, limit=2)
+    # The most frequent first, at most `limit`.
+    assert prepared["past_query_texts"].tolist() == [words[0], f"{words[1]} {words[2]}"]
+
+    position_of = {pid: row for row, pid in enumerate(catalog["id"])}
+    bundle = bundle_from_arrays(
+        arrays | prepared,
+        len(catalog),
+        position_of,
+        version="test",
+        folder=catalog_csv.parent,
+        created_at=now,
+        synonyms=Synonyms({}),
+    )
+    matched = 0
+    for query in prepared["past_query_texts"].tolist():
+        positions, scores = bundle.past_query_matches(query)
+        expected_positions, expected_scores = past_query_results(bundle, query)
+        np.testing.assert_array_equal(positions, expected_positions)
+        np.testing.assert_array_equal(scores, expected_scores)
+        matched += len(positions) > 0
+    assert matched == 2
+    assert bundle.past_query_matches(words[3]) is None  # not among the 2 prepared
+
+    # A product gone from the serving catalog drops out of the prepared lists.
+    first = int(bundle.past_query_matches(words[0])[0][0])
+    gone = {pid: row for pid, row in position_of.items() if row != first}
+    smaller = bundle_from_arrays(
+        arrays | prepared,
+        len(catalog),
+        gone,
+        version="test",
+        folder=catalog_csv.parent,
+        created_at=now,
+        synonyms=Synonyms({}),
+    )
+    assert first not in smaller.past_query_matches(words[0])[0]
