@@ -6,7 +6,7 @@ from datetime import datetime
 
 import asyncpg
 
-from database.identifiers import user_index_name, user_table, user_table_name
+from database.identifiers import user_index_name, user_table_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +23,8 @@ class EventRow:
 
 CREATE_USER_TABLE = "SELECT create_user_table($1, $2, $3)"
 _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-_RECENT_USER_EVENTS = """
-SELECT event_type, product_id, query, "timestamp" FROM {table}
-WHERE "timestamp" >= $1 ORDER BY "timestamp" DESC LIMIT $2
-"""
+# One statement text for every user (migration 0009): prepared once per connection.
+_RECENT_USER_EVENTS = "SELECT * FROM recent_user_events($1, $2, $3)"
 
 
 async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
@@ -79,6 +77,6 @@ async def recent_user_events(
 ) -> list[asyncpg.Record]:
     """The user's events since `since`, newest first; [] for a user with no table yet."""
     try:
-        return await conn.fetch(_RECENT_USER_EVENTS.format(table=user_table(user_id)), since, limit)
-    except asyncpg.UndefinedTableError:
+        return await conn.fetch(_RECENT_USER_EVENTS, user_id, since, limit)
+    except asyncpg.UndefinedTableError:  # registered, but the table was dropped by hand
         return []

@@ -463,7 +463,7 @@ def home_feed(
         if passing is not None:
             order = order[passing]
         # Only the head becomes objects: the mixer's caps and the page need a few n at most.
-        ranked = found.candidates(order[: max(RANKED_CANDIDATES, 3 * n)], scores)
+        ranked = found.candidates(order[: max(RANKED_CANDIDATES, 3 * n)], scores, reasons=False)
         explore = _explore_picks(catalog, found, order, scores, history_categories) + [
             c for c in _ranked(diverse) if keep is None or keep(c.position)
         ]
@@ -475,6 +475,7 @@ def home_feed(
             sub_category=catalog.sub_category,
             n=n,
         )
+        found.give_reasons(mixed[:n])  # only what a page can show needs its reasons
         return Feed(_top_up(catalog, trending, mixed, exclude, keep, n), "personal_ranked", weights)
 
     clicks, queries = recent_clicks_and_queries(events, now)
@@ -506,7 +507,7 @@ def _explore_picks(
     pool = set(ordered[: max(1, len(ordered) // 2)])
     categories = catalog.main_category[found.positions[order]]
     in_pool = np.fromiter((c in pool for c in categories), bool, len(categories))
-    picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores)
+    picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores, reasons=False)
     for pick in picks:
         category = catalog.main_category[pick.position]
         pick.reasons.append(Reason("explore", category, f"explore {category}"))

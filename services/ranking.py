@@ -4,14 +4,14 @@ on a past cut-off, so serving and training compute features the same way.
 """
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm
 import numpy as np
 
 from services.catalog import Catalog
-from services.recommender import Candidate
+from services.recommender import Candidate, Reason
 from services.sources import ScoredItems
 
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
@@ -96,23 +96,41 @@ class CandidateSet:
     features: np.ndarray
     sources: dict[str, ScoredItems]
     source_rows: dict[str, np.ndarray]  # per source: its row of each candidate, -1 if absent
+    # Candidates made without their reasons yet: id(candidate) -> row.
+    _pending: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def candidates(self, rows: np.ndarray, scores: np.ndarray) -> list[Candidate]:
+    def candidates(
+        self, rows: np.ndarray, scores: np.ndarray, reasons: bool = True
+    ) -> list[Candidate]:
         """Candidate objects of the given rows (in that order) with these scores and a reason
-        from every source that found them."""
-        found = [(self.sources[name], self.source_rows[name]) for name in self.sources]
-        return [
-            Candidate(
-                int(self.positions[row]),
-                float(scores[row]),
-                # dict.fromkeys: two sources of one model can give the same reason
-                list(dict.fromkeys(items.reason(at[row]) for items, at in found if at[row] >= 0)),
-            )
-            for row in rows.tolist()
+        from every source that found them. With reasons=False they come without (the mixer
+        does not need them) until `give_reasons` is called for the ones on the page."""
+        made = [Candidate(int(self.positions[row]), float(scores[row])) for row in rows.tolist()]
+        if reasons:
+            for candidate, row in zip(made, rows.tolist(), strict=True):
+                candidate.reasons = self._reasons(row)
+        else:
+            self._pending.update((id(c), row) for c, row in zip(made, rows.tolist(), strict=True))
+        return made
+
+    def give_reasons(self, candidates: list[Candidate]) -> None:
+        """The source reasons of those `candidates` made with reasons=False, before any reason
+        added since (an exploration pick's)."""
+        for candidate in candidates:
+            row = self._pending.pop(id(candidate), None)
+            if row is not None:
+                candidate.reasons[:0] = self._reasons(row)
+
+    def _reasons(self, row: int) -> list[Reason]:
+        found = [
+            items.reason(self.source_rows[name][row])
+            for name, items in self.sources.items()
+            if self.source_rows[name][row] >= 0
         ]
+        return list(dict.fromkeys(found))  # two sources of one model can give the same reason
 
 
 def _click_share(codes: np.ndarray, clicked: np.ndarray, positions: np.ndarray) -> np.ndarray:
