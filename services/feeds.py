@@ -504,9 +504,9 @@ def _explore_picks(
     least represented in the user's history (the exploration the spec's diverse picks are for,
     chosen by the ranker, not at random)."""
     ordered = under_represented_categories(history_counts, catalog.top_by_category)
-    pool = set(ordered[: max(1, len(ordered) // 2)])
-    categories = catalog.main_category[found.positions[order]]
-    in_pool = np.fromiter((c in pool for c in categories), bool, len(categories))
+    pool = ordered[: max(1, len(ordered) // 2)]
+    codes = np.flatnonzero(np.isin(catalog.main_category_names, pool))
+    in_pool = np.isin(catalog.main_category_code[found.positions[order]], codes)
     picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores, reasons=False)
     for pick in picks:
         category = catalog.main_category[pick.position]

@@ -32,7 +32,7 @@ class ScoredItems:
     anchor_names: list[str | None]
     signal: str
     text: str  # the reason's text, "{}" standing for the anchor
-    _by_anchor: list[Reason] | None = field(default=None, init=False, repr=False)
+    _by_anchor: dict[int, Reason] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def empty(cls, signal: str = "", text: str = "") -> "ScoredItems":
@@ -43,23 +43,23 @@ class ScoredItems:
         return len(self.positions)
 
     def reason(self, row: int) -> Reason:
-        return self._reasons()[self.anchors[row]]
+        return self._anchor_reason(int(self.anchors[row]))
 
-    def _reasons(self) -> list[Reason]:
-        """One Reason per anchor (the last for "no anchor"), made once: items share them."""
-        if self._by_anchor is None:
-            self._by_anchor = [
-                Reason(self.signal, a, self.text.format(a)) for a in [*self.anchor_names, None]
-            ]
-        return self._by_anchor
+    def _anchor_reason(self, anchor: int) -> Reason:
+        """The Reason of one anchor (-1: none), made once and shared by its items: a feed shows
+        the reasons of a few items, not of every anchor."""
+        reason = self._by_anchor.get(anchor)
+        if reason is None:
+            name = self.anchor_names[anchor] if anchor >= 0 else None
+            reason = self._by_anchor[anchor] = Reason(self.signal, name, self.text.format(name))
+        return reason
 
     def add_to(self, source: Source, scale: float = 1.0) -> None:
         """Add these items to a dict source (the weighted merge's form), scores x scale."""
-        reasons = self._reasons()
         for position, score, anchor in zip(
             self.positions.tolist(), self.scores.tolist(), self.anchors.tolist(), strict=True
         ):
-            add_candidate(source, position, score * scale, reasons[anchor])
+            add_candidate(source, position, score * scale, self._anchor_reason(anchor))
 
     def as_source(self, scale: float = 1.0) -> Source:
         source: Source = {}
