@@ -354,7 +354,8 @@ def ranker_candidates(
     )
 
 
-_query_results: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+# Past search -> (bundle, its matches); an entry of another bundle (version or catalog) is stale.
+_query_results: dict[str, tuple[ModelBundle, tuple[np.ndarray, np.ndarray]]] = {}
 QUERY_RESULTS_CACHE_SIZE = 20_000
 
 
@@ -368,17 +369,17 @@ def past_query_results(bundle: ModelBundle, query: str) -> tuple[np.ndarray, np.
 
 def _past_query_results(bundle: ModelBundle, query: str) -> tuple[np.ndarray, np.ndarray]:
     """`past_query_results`, prepared by training for the log's frequent searches, else cached
-    per model version: the same queries come back in many users' histories, and a common
+    per bundle: the same queries come back in many users' histories, and a common
     word's postings are long (at 550k products this was 41 % of a cold home request)."""
-    key = (bundle.version, query)
-    results = _query_results.get(key)
-    if results is None:
-        results = bundle.past_query_matches(query)
+    cached = _query_results.get(query)
+    if cached is not None and cached[0] is bundle:
+        return cached[1]
+    results = bundle.past_query_matches(query)
     if results is None:
         results = past_query_results(bundle, query)
         if len(_query_results) >= QUERY_RESULTS_CACHE_SIZE:
             _query_results.clear()
-        _query_results[key] = results
+        _query_results[query] = (bundle, results)
     return results
 
 
@@ -724,12 +725,7 @@ def search_feed(
         return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")
 
     expanded = bundle.synonyms.expand(query)
-    retrieved = Retrieved(
-        lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
-        semantic_search(bundle, query_vector, settings.candidates, settings.min_similarity)
-        if query_vector is not None
-        else [],
-    )
+    retrieved = _retrieve(bundle, query, expanded, query_vector, settings)
     fused = reciprocal_rank_fusion(retrieved, query, settings.rrf_k)
     if keep is not None:
         fused = {p: c for p, c in fused.items() if keep(p)}
@@ -761,6 +757,36 @@ def search_feed(
         )
     items = _ranked(trending_source(catalog, trending, 100, keep))
     return SearchFeed(items, "search_fallback", weights, expanded, "no_match_used_trending")
+
+
+# (query, settings) -> (bundle, what lexical and semantic search found): the same searches
+# come back all day, and at 550k products their postings and the vector search are most of a
+# search request. Entries of another bundle (a new version or catalog) do not count.
+_retrieved: dict[tuple, tuple[ModelBundle, Retrieved]] = {}
+RETRIEVED_CACHE_SIZE = 2_000
+
+
+def _retrieve(
+    bundle: ModelBundle,
+    query: str,
+    expanded: ExpandedQuery,
+    query_vector: np.ndarray | None,
+    settings: SearchSettings,
+) -> Retrieved:
+    key = (query, query_vector is None, settings.candidates, settings.min_similarity)
+    cached = _retrieved.get(key)
+    if cached is not None and cached[0] is bundle:
+        return cached[1]
+    retrieved = Retrieved(
+        lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
+        semantic_search(bundle, query_vector, settings.candidates, settings.min_similarity)
+        if query_vector is not None
+        else [],
+    )
+    if len(_retrieved) >= RETRIEVED_CACHE_SIZE:
+        _retrieved.clear()
+    _retrieved[key] = (bundle, retrieved)
+    return retrieved
 
 
 def _ranked(source: Source) -> list[Candidate]:

@@ -67,3 +67,39 @@ def test_prepared_past_queries_equal_what_serving_computes(catalog_csv):
         synonyms=Synonyms({}),
     )
     assert first not in smaller.past_query_matches(words[0])[0]
+
+
+def test_search_retrieval_is_reused_for_the_same_bundle_only(catalog_csv):
+    from services.feeds import SearchSettings, _retrieve
+
+    catalog = pd.read_csv(catalog_csv, dtype={"id": str})
+    now = datetime.now(UTC)
+    no_clicks = pd.DataFrame(columns=["user_id", "event_type", "product_id", "query", "epoch"])
+    settings = Settings(database_url="postgresql://unused")
+    arrays, _, _ = train_arrays(catalog, no_clicks, settings, now, models=("content",))
+    position_of = {pid: row for row, pid in enumerate(catalog["id"])}
+
+    def bundle(positions):
+        return bundle_from_arrays(
+            arrays,
+            len(catalog),
+            positions,
+            version="same-version",
+            folder=catalog_csv.parent,
+            created_at=now,
+            synonyms=Synonyms({}),
+        )
+
+    served = bundle(position_of)
+    search = SearchSettings(candidates=20, rrf_k=60, min_similarity=0.3, personal_boost=0.1)
+    query = catalog["name"][0].split()[1].lower()
+    first = _retrieve(served, query, served.synonyms.expand(query), None, search)
+    assert (
+        first.lexical
+        and _retrieve(served, query, served.synonyms.expand(query), None, search) is first
+    )
+    # The same version over another catalog (products gone): searched again, not reused.
+    top = first.lexical[0].position
+    smaller = bundle({pid: row for pid, row in position_of.items() if row != top})
+    again = _retrieve(smaller, query, smaller.synonyms.expand(query), None, search)
+    assert again is not first and top not in [hit.position for hit in again.lexical]
