@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     ranker_max_users: int = Field(default=5000, ge=1)  # users sampled per cut-off to train it
     # Candidates kept per training user: all the relevant ones, a random sample of the others.
     ranker_max_candidates: int = Field(default=300, ge=10)
+    # Training ranks this many of the most recently active users for home requests to read
+    # (services/home_rankings.py); 0: every home request ranks for itself.
+    home_prepared_users: int = Field(default=100_000, ge=0)
     # A/B test of home rankings, JSON: [{"name": "learned", "share": 0.5}, {"name": "spec",
     # "share": 0.5, "ranker": "weighted"}]. Empty: everyone gets HOME_RANKER and the weights.
     ab_variants: list[Variant] = Field(default_factory=list)

@@ -29,6 +29,7 @@ from database.migrations import apply_migrations
 from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from database.trending import update_trending
+from ml.prepare_home import prepare_home_rankings, ranker_trending
 from ml.train_coclick import co_click_rules
 from ml.train_collaborative import interaction_matrix, item_neighbors
 from ml.train_content_model import fit_tfidf, similar_products
@@ -449,6 +450,16 @@ def validate_version(folder: Path, expected_products: int) -> None:
         or (arrays["past_query_products"] >= expected_products).any()
     ):
         raise ValueError("past-query matches do not fit their queries or the catalog")
+    if "ranker_trending" in arrays and len(arrays["ranker_trending"]) != expected_products:
+        raise ValueError("the ranker's trending scores do not cover the catalog")
+    home_users = arrays.get("home_user_ids")
+    if home_users is not None and (
+        len(arrays["home_indptr"]) != len(home_users) + 1
+        or arrays["home_fingerprints"].shape != (len(home_users), 3)
+        or (arrays["home_products"] >= expected_products).any()
+        or len(arrays["home_reason_indptr"]) != len(arrays["home_products"]) + 1
+    ):
+        raise ValueError("prepared home rankings do not fit their users or the catalog")
     query_texts = arrays.get("embedding_query_texts")
     if query_texts is not None and len(query_texts) != len(arrays["embedding_query_vectors"]):
         raise ValueError("query embeddings do not match their texts")
@@ -534,6 +545,24 @@ async def train(
         counts["ranker_rows"] = ranking.rows
         if ranking.booster is not None:
             new_files[RANKER_FILE] = ranker_path
+            started = time.perf_counter()
+            trained_on = Catalog.from_frame(catalog)
+            arrays["ranker_trending"] = ranker_trending(
+                trained_on, clicks, now, settings.trending_decay_rate
+            )
+            if settings.home_prepared_users:
+                prepared, counts["home_prepared_users"] = await asyncio.to_thread(
+                    prepare_home_rankings,
+                    catalog=trained_on,
+                    arrays=carried | arrays,
+                    ranker_path=ranker_path,
+                    events=events,
+                    now=now,
+                    max_users=settings.home_prepared_users,
+                    progress=progress,
+                )
+                arrays |= prepared
+            seconds["home_rankings"] = time.perf_counter() - started
         folder = write_version(
             settings.artifacts_dir,
             carried | arrays,

@@ -10,6 +10,7 @@ from datetime import datetime
 import numpy as np
 
 from services.catalog import Catalog
+from services.home_rankings import PAGE, PreparedRanking
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
     POPULAR_CANDIDATES,
@@ -106,15 +107,17 @@ class RankingTables:
 
 # Caches keyed by id(catalog) keep the catalog in the entry too: once an old catalog is freed
 # its id can be reused by a new one, and only the identity check tells them apart.
-_tables_cache: dict[tuple, tuple[Catalog, RankingTables]] = {}
+_tables_cache: dict[tuple, tuple[Catalog, TrendingScores | None, RankingTables]] = {}
 
 
 def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> RankingTables:
     """Trending (catalog popularity before any clicks) and best-value orderings, computed once per
     catalog and trending update instead of on every request."""
-    key = (id(catalog), trending.computed_at if trending else None)
+    key = (id(catalog), id(trending))
     cached = _tables_cache.get(key)
-    tables = cached[1] if cached is not None and cached[0] is catalog else None
+    tables = (
+        cached[2] if cached is not None and cached[0] is catalog and cached[1] is trending else None
+    )
     if tables is None:
         boost, signal = catalog.popularity, "popular"
         if trending is not None and trending.scores.max() > 0:
@@ -134,9 +137,10 @@ def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> Ranking
             _top_per_group(boost_order, catalog.sub_category_code, catalog.sub_category_names)
             | _top_per_group(boost_order, catalog.main_category_code, catalog.main_category_names),
         )
-        if len(_tables_cache) >= 2:  # the serving tables and the ones being warmed
+        # The hourly trending's and the ranker's (the version's), each serving and being warmed.
+        if len(_tables_cache) >= 4:
             _tables_cache.pop(next(iter(_tables_cache)))
-        _tables_cache[key] = (catalog, tables)
+        _tables_cache[key] = (catalog, trending, tables)
     return tables
 
 
@@ -145,6 +149,8 @@ def warm_caches(catalog: Catalog, trending: TrendingScores | None, bundle: Model
     (off the event loop): at 550k products the first request after a start or an hourly
     trending update otherwise paid seconds for them, and held up every request behind it."""
     ranking_tables(catalog, trending)
+    if bundle is not None and bundle.ranker_trending is not None:
+        ranking_tables(catalog, bundle.ranker_trending)
     if bundle is not None and "catalog_log_clicks" in bundle.arrays:
         sub_category_click_share(catalog, bundle.arrays["catalog_log_clicks"])
 
@@ -404,6 +410,16 @@ def search_source(bundle: ModelBundle, queries: list[tuple[str, float]]) -> Sour
     return search_items(bundle, queries).as_source()
 
 
+def category_history(
+    catalog: Catalog, bundle: ModelBundle, user_id: str, seen: set[int]
+) -> Counter:
+    """The user's categories: the clicked products' (this request's events) plus the daily
+    profile's (last 30 days, decayed)."""
+    history = Counter(catalog.main_category[p] for p in seen)
+    history.update(user_profile(bundle, user_id)["category"])
+    return history
+
+
 def _seed(user_id: str, now: datetime) -> int:
     # Same user, same day -> same exploration picks (stable pagination), new picks tomorrow.
     return int.from_bytes(hashlib.sha256(f"{user_id}:{now:%Y-%m-%d}".encode()).digest()[:8])
@@ -440,43 +456,39 @@ def home_feed(
             return Feed(ranked, strategy, NEW_USER_WEIGHTS)
         return Feed(_new_user_ranking(catalog, trending, n, filters), strategy, NEW_USER_WEIGHTS)
 
-    # Category history: this request's clicks plus the daily profile (last 30 days, decayed).
-    history_categories = Counter(catalog.main_category[p] for p in seen)
-    history_categories.update(user_profile(bundle, user_id)["category"])
+    history = category_history(catalog, bundle, user_id, seen)
     diverse = diverse_candidates(
-        history_categories,
+        history,
         catalog.top_by_category,
         max(3, n // 5),
         random.Random(_seed(user_id, now)),
     )
     if ranker == "learned" and bundle.ranker is not None:
-        found = ranker_candidates(
-            catalog=catalog,
-            bundle=bundle,
-            trending=trending,
-            events=events,
-            now=now,
-            exclude_seen=exclude_seen,
-        )
-        scores = bundle.ranker.score(found.features)
-        order = np.lexsort((found.positions, -scores))  # best first, ties by position
-        passing = filters.mask(catalog, found.positions[order])
-        if passing is not None:
-            order = order[passing]
-        # Only the head becomes objects: the mixer's caps and the page need a few n at most.
-        ranked = found.candidates(order[: max(RANKED_CANDIDATES, 3 * n)], scores, reasons=False)
-        explore = _explore_picks(catalog, found, order, scores, history_categories) + [
-            c for c in _ranked(diverse) if keep is None or keep(c.position)
-        ]
+        learned = None
+        if keep is None and exclude_seen and n <= PAGE:
+            learned = bundle.prepared_home(user_id, events)  # training ranked these events
+        if learned is None:
+            learned = learned_ranking(
+                catalog=catalog,
+                bundle=bundle,
+                trending=trending,
+                events=events,
+                history_categories=history,
+                now=now,
+                exclude_seen=exclude_seen,
+                filters=filters,
+                n=n,
+            )
         mixed = mix(
-            ranked,
-            explore,
+            learned.ranked,
+            learned.explore + [c for c in _ranked(diverse) if keep is None or keep(c.position)],
             diverse_share=weights.get("diverse", 0.0) / (sum(weights.values()) or 1.0),
             max_per_sub_category=max_per_sub_category,
             sub_category=catalog.sub_category,
             n=n,
         )
-        found.give_reasons(mixed[:n])  # only what a page can show needs its reasons
+        if isinstance(learned, PendingRanking):
+            learned.found.give_reasons(mixed[:n])  # only what a page can show needs them
         return Feed(_top_up(catalog, trending, mixed, exclude, keep, n), "personal_ranked", weights)
 
     clicks, queries = recent_clicks_and_queries(events, now)
@@ -494,12 +506,57 @@ def home_feed(
     return Feed(_top_up(catalog, trending, ranked, exclude, keep, n), "personal_hybrid", weights)
 
 
+@dataclass
+class PendingRanking(PreparedRanking):
+    """A ranking computed now, its candidates' reasons given when they reach the page."""
+
+    found: CandidateSet | None = None
+
+
+def learned_ranking(
+    *,
+    catalog: Catalog,
+    bundle: ModelBundle,
+    trending: TrendingScores | None,
+    events: list[dict],
+    history_categories: Counter,
+    now: datetime,
+    exclude_seen: bool,
+    filters: Filters,
+    n: int,
+    reasons: bool = False,
+) -> PendingRanking:
+    """The learned ranker's list for a user (its best few n, in order) and its exploration
+    picks. Its trending inputs are the version's when it has them (as the ranker was trained
+    and evaluated), so for the same events and version the ranking is the same all day and
+    training can prepare it (services/home_rankings.py). With reasons=False the candidates'
+    reasons wait for `found.give_reasons`."""
+    found = ranker_candidates(
+        catalog=catalog,
+        bundle=bundle,
+        trending=bundle.ranker_trending if bundle.ranker_trending is not None else trending,
+        events=events,
+        now=now,
+        exclude_seen=exclude_seen,
+    )
+    scores = bundle.ranker.score(found.features)
+    order = np.lexsort((found.positions, -scores))  # best first, ties by position
+    passing = filters.mask(catalog, found.positions[order])
+    if passing is not None:
+        order = order[passing]
+    # Only the head becomes objects: the mixer's caps and the page need a few n at most.
+    ranked = found.candidates(order[: max(RANKED_CANDIDATES, 3 * n)], scores, reasons=reasons)
+    explore = _explore_picks(catalog, found, order, scores, history_categories, reasons)
+    return PendingRanking(ranked, explore, found)
+
+
 def _explore_picks(
     catalog: Catalog,
     found: CandidateSet,
     order: np.ndarray,
     scores: np.ndarray,
     history_counts: Counter,
+    reasons: bool = False,
 ) -> list[Candidate]:
     """The ranker's best candidates (rows of `found` in ranked `order`) from the categories
     least represented in the user's history (the exploration the spec's diverse picks are for,
@@ -508,7 +565,7 @@ def _explore_picks(
     pool = ordered[: max(1, len(ordered) // 2)]
     codes = np.flatnonzero(np.isin(catalog.main_category_names, pool))
     in_pool = np.isin(catalog.main_category_code[found.positions[order]], codes)
-    picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores, reasons=False)
+    picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores, reasons=reasons)
     for pick in picks:
         category = catalog.main_category[pick.position]
         pick.reasons.append(Reason("explore", category, f"explore {category}"))

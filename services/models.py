@@ -16,6 +16,7 @@ from services.artifacts import (
     load_version,
     verify_checksums,
 )
+from services.home_rankings import PreparedRanking, prepared_ranking
 from services.ranking import RANKER_FILE, Ranker
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
@@ -45,6 +46,12 @@ class ModelBundle:
     ranker: Ranker | None = None  # the learned home ranker, when the version has one
     # A frequent past search (as stored in the log) -> its row of the past_query_* arrays.
     past_queries: dict[str, int] = field(default_factory=dict)
+    # The trending scores the version's ranker reads (training's, in catalog order), if any.
+    ranker_trending: "TrendingScores | None" = None
+
+    def prepared_home(self, user_id: str, events: list[dict]) -> PreparedRanking | None:
+        """Training's home ranking of the user if it saw exactly these events, else None."""
+        return prepared_ranking(self.arrays, self.to_catalog, user_id, events)
 
     def cached_query_vector(self, query: str) -> np.ndarray | None:
         """The query's embedding if training embedded it (a popular query), else None."""
@@ -218,7 +225,21 @@ def bundle_from_arrays(
         SessionIndex.from_arrays(arrays) if "sessions_session_indptr" in arrays else None,
         ranker,
         {str(q): row for row, q in enumerate(arrays.get("past_query_texts", []))},
+        _ranker_trending(arrays, to_catalog, catalog_size, created_at),
     )
+
+
+def _ranker_trending(
+    arrays: dict[str, np.ndarray], to_catalog: np.ndarray, catalog_size: int, created_at
+) -> "TrendingScores | None":
+    """The version's trending scores (version rows) in catalog order."""
+    scores = arrays.get("ranker_trending")
+    if scores is None:
+        return None
+    in_catalog = np.zeros(catalog_size, np.float32)
+    present = to_catalog >= 0
+    in_catalog[to_catalog[present]] = scores[present]
+    return TrendingScores(created_at, in_catalog)
 
 
 class ModelStore:

@@ -1,0 +1,78 @@
+"""Training ranks the active users' home feeds; a request whose events are the ones training saw
+serves that ranking, and it must be exactly what the request would have computed."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from config.settings import Settings
+from database.interactions import recent_user_events
+from database.pool import create_pool
+from database.simulation import copy_events_to_log, write_user_tables
+from database.training import fetch_catalog
+from main import load_catalog
+from ml.simulate import SimulationConfig, simulate
+from ml.train import train
+from services.feeds import Filters, home_feed
+from services.models import load_bundle
+
+pytestmark = pytest.mark.usefixtures("seeded_artifacts")
+
+
+async def test_prepared_home_rankings_equal_computed_ones(database_url, conn, tmp_path):
+    catalog_frame = await fetch_catalog(conn=conn)
+    events = simulate(catalog_frame, SimulationConfig(users=120, events=9_000, days=20, seed=7))
+    await copy_events_to_log(conn=conn, events=events)
+    pool = await create_pool(database_url, min_size=1, max_size=3)
+    try:
+        await write_user_tables(pool=pool, events=events)
+    finally:
+        await pool.close()
+    settings = Settings(database_url=database_url, artifacts_dir=tmp_path / "artifacts")
+    result = await train(conn=conn, settings=settings)
+
+    catalog = await load_catalog(conn)
+    bundle = load_bundle(result.folder, len(catalog), catalog.position_of)
+    assert bundle.ranker is not None and bundle.ranker_trending is not None
+    prepared_users = bundle.arrays["home_user_ids"].tolist()
+    assert len(prepared_users) == events["user_id"].nunique()
+    # The same version without the prepared rankings: every request computes its own.
+    computing = load_bundle(result.folder, len(catalog), catalog.position_of)
+    computing.arrays = {k: v for k, v in computing.arrays.items() if not k.startswith("home_")}
+
+    now = datetime.now(UTC)
+    served = 0
+    for user_id in prepared_users[:60]:
+        history = [
+            dict(e)
+            for e in await recent_user_events(
+                conn=conn, user_id=user_id, since=now - timedelta(days=settings.history_days)
+            )
+        ]
+        assert bundle.prepared_home(user_id, history) is not None
+        feeds = [
+            home_feed(
+                catalog=catalog,
+                bundle=b,
+                trending=None,
+                events=history,
+                user_id=user_id,
+                weights={"content": 0.5, "collaborative": 0.4, "diverse": 0.1},
+                boost_weight=0.1,
+                n=20,
+                filters=Filters(),
+                exclude_seen=True,
+                now=now,
+            )
+            for b in (bundle, computing)
+        ]
+        # The page (reasons are given to what a page of n can show) and the order below it.
+        assert [c.position for c in feeds[0].items] == [c.position for c in feeds[1].items]
+        page = [[(c.position, c.score, c.reasons) for c in f.items[:20]] for f in feeds]
+        assert page[0] == page[1], user_id
+        assert feeds[0].strategy == "personal_ranked"
+        served += 1
+        # One more event, or one fewer: training did not see this history.
+        assert bundle.prepared_home(user_id, history[1:]) is None
+    assert served == 60
+    assert bundle.prepared_home("never_seen_user", []) is None
