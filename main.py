@@ -158,6 +158,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         embedded = None
         watcher = None
+        # The sentence encoder loads meanwhile (torch import and a first run: seconds): only a
+        # search whose query training did not embed waits for it (routers/recommendations.py).
+        app.state.encoder = asyncio.create_task(
+            asyncio.to_thread(text_encoder.warm_up, settings.search_torch_threads)
+        )
         url = settings.database_url
         if not url:
             # Starting the embedded server blocks for ~0.5 s: keep it off the event loop.
@@ -186,7 +191,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.trending = None
             await refresh_models(app)
             await refresh_trending(app)
-            await asyncio.to_thread(text_encoder.warm_up, settings.search_torch_threads)
             await heartbeat(app)
             # The catalog is millions of long-lived objects: keep them out of every GC pass, which
             # otherwise shows up as periodic latency spikes.

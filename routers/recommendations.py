@@ -1,5 +1,6 @@
 """GET /recommendations/home, /recommendations/product/{product_id} and /recommendations/search."""
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -99,7 +100,7 @@ async def _recent_events(pool, user_id: str, since: datetime) -> tuple[list[dict
     return [dict(e) for e in events], False
 
 
-async def _query_vector(request: Request, bundle, text: str) -> np.ndarray:
+async def _query_vector(request: Request, bundle, text: str) -> np.ndarray | None:
     """The query's embedding: one training embedded (the log's frequent queries, shared by the
     workers), one this worker embedded lately, or a new one (about 10 ms of torch, off the
     event loop)."""
@@ -112,6 +113,11 @@ async def _query_vector(request: Request, bundle, text: str) -> np.ndarray:
     if vector is not None:
         metrics.QUERY_EMBEDDINGS.labels("recent").inc()
         return vector
+    try:
+        await asyncio.shield(request.app.state.encoder)  # still loading right after a start
+    except Exception:
+        logger.exception("the sentence encoder did not load: lexical search only")
+        return None
     started = time.perf_counter()
     vector = await run_in_threadpool(embed_query, text)
     metrics.QUERY_EMBEDDINGS.labels("encoded").inc()

@@ -240,3 +240,19 @@ def test_the_query_lru_keeps_the_most_recently_used():
     assert recent.get("a") is not None  # "a" is now the most recent
     recent.put("c", np.ones(2))
     assert recent.get("b") is None and recent.get("a") is not None and len(recent) == 2
+
+
+async def test_a_search_while_the_encoder_is_unavailable_answers_from_lexical_matches(client, app):
+    import asyncio
+
+    async def broken():
+        raise OSError("model files unreadable")
+
+    loaded = app.state.encoder
+    app.state.encoder = asyncio.ensure_future(broken())
+    try:
+        body = await _search(client, q="wireless earbuds never embedded before", limit=10)
+    finally:
+        app.state.encoder = loaded
+    assert body["items"] and body["strategy"] == "search"
+    assert all("semantic" not in _signals(item) for item in body["items"])
