@@ -487,8 +487,7 @@ def home_feed(
             sub_category=catalog.sub_category,
             n=n,
         )
-        if isinstance(learned, PendingRanking):
-            learned.found.give_reasons(mixed[:n])  # only what a page can show needs them
+        learned.give_reasons(mixed[:n])  # only what a page can show needs them
         return Feed(_top_up(catalog, trending, mixed, exclude, keep, n), "personal_ranked", weights)
 
     clicks, queries = recent_clicks_and_queries(events, now)
@@ -511,6 +510,9 @@ class PendingRanking(PreparedRanking):
     """A ranking computed now, its candidates' reasons given when they reach the page."""
 
     found: CandidateSet | None = None
+
+    def give_reasons(self, candidates: list[Candidate]) -> None:
+        self.found.give_reasons(candidates)
 
 
 def learned_ranking(

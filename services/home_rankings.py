@@ -42,8 +42,31 @@ def _micros(timestamp: datetime) -> int:
 
 @dataclass
 class PreparedRanking:
+    """A user's learned ranking (best first) and exploration picks."""
+
     ranked: list[Candidate]
     explore: list[Candidate]
+
+    def give_reasons(self, candidates: list[Candidate]) -> None:
+        """Give the reasons to those of `candidates` made without them (the page's: a page
+        shows a few, the ranking holds dozens). Complete already here."""
+
+
+@dataclass
+class _ReadRanking(PreparedRanking):
+    """A ranking read from the arrays; its reasons are decoded for the page only."""
+
+    arrays: dict[str, np.ndarray] | None = None
+    reason_rows: dict[int, tuple[int, int]] | None = None  # id(candidate) -> its reason rows
+
+    def give_reasons(self, candidates: list[Candidate]) -> None:
+        kinds, anchors = self.arrays["home_reason_kinds"], self.arrays["home_reason_anchors"]
+        for candidate in candidates:
+            rows = self.reason_rows.pop(id(candidate), None)
+            if rows is not None:
+                candidate.reasons[:0] = [
+                    _reason(self.arrays, int(kinds[r]), int(anchors[r])) for r in range(*rows)
+                ]
 
 
 class _Vocabulary:
@@ -104,16 +127,26 @@ def _split(reason: Reason) -> tuple[str, str, bool]:
     return reason.text[:at], reason.text[at + len(reason.anchor) :], True
 
 
+def user_slots(arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """User id -> row of the home_* arrays (a dict: searching the memory-mapped id array cost
+    more than the rest of reading a ranking)."""
+    return {
+        user: slot for slot, user in enumerate(arrays.get("home_user_ids", np.zeros(0)).tolist())
+    }
+
+
 def prepared_ranking(
-    arrays: dict[str, np.ndarray], to_catalog: np.ndarray, user_id: str, events: list[dict]
+    arrays: dict[str, np.ndarray],
+    slots: dict[str, int],
+    to_catalog: np.ndarray,
+    user_id: str,
+    events: list[dict],
 ) -> PreparedRanking | None:
     """The user's prepared ranking if training saw exactly these events (newest first), with
-    catalog positions (a product gone from the catalog left out); else None."""
-    user_ids = arrays.get("home_user_ids")
-    if user_ids is None or len(user_ids) == 0:
-        return None
-    slot = int(np.searchsorted(user_ids, user_id))
-    if slot == len(user_ids) or user_ids[slot] != user_id:
+    catalog positions (a product gone from the catalog left out); else None. Its reasons come
+    with `give_reasons`."""
+    slot = slots.get(user_id)
+    if slot is None:
         return None
     if tuple(arrays["home_fingerprints"][slot].tolist()) != history_fingerprint(events):
         return None
@@ -121,21 +154,15 @@ def prepared_ranking(
     positions = to_catalog[arrays["home_products"][start:end]].tolist()
     scores = arrays["home_scores"][start:end].tolist()
     reason_indptr = arrays["home_reason_indptr"][start : end + 1].tolist()
-    first, last = reason_indptr[0], reason_indptr[-1]
-    kinds = arrays["home_reason_kinds"][first:last].tolist()
-    anchors = arrays["home_reason_anchors"][first:last].tolist()
-    candidates = []
-    for i, (position, score) in enumerate(zip(positions, scores, strict=True)):
-        reasons = [
-            _reason(arrays, kinds[r - first], anchors[r - first])
-            for r in range(reason_indptr[i], reason_indptr[i + 1])
-        ]
-        candidates.append(Candidate(position, score, reasons) if position >= 0 else None)
     ranked_count = int(arrays["home_ranked_counts"][slot])
-    return PreparedRanking(
-        [c for c in candidates[:ranked_count] if c is not None],
-        [c for c in candidates[ranked_count:] if c is not None],
-    )
+    read = _ReadRanking([], [], arrays, {})
+    for i, (position, score) in enumerate(zip(positions, scores, strict=True)):
+        if position < 0:
+            continue
+        candidate = Candidate(position, score)
+        read.reason_rows[id(candidate)] = (reason_indptr[i], reason_indptr[i + 1])
+        (read.ranked if i < ranked_count else read.explore).append(candidate)
+    return read
 
 
 def _reason(arrays: dict[str, np.ndarray], kind: int, anchor: int) -> Reason:
