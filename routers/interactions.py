@@ -1,9 +1,10 @@
 """POST /interactions and /interactions/batch."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Request, status
 
 from routers.dependencies import Pool
 from routers.problems import ProblemError
+from routers.responses import FastJSONResponse
 from schemas import (
     InteractionBatchIn,
     InteractionBatchOut,
@@ -45,9 +46,7 @@ def _variant_of(request: Request):
     responses={200: {"description": "Retry of an event_id already stored"}, **PROBLEM_RESPONSES},
     name="interactions:create",
 )
-async def create_interaction(
-    event: InteractionIn, pool: Pool, request: Request, response: Response
-):
+async def create_interaction(event: InteractionIn, pool: Pool, request: Request):
     """Store one interaction event in the user's table (created on first event)."""
     try:
         [stored] = await ingest_events(
@@ -59,9 +58,12 @@ async def create_interaction(
         )
     except UnknownProductsError as exc:
         raise _unknown_products_problem(exc, field_prefix="body.product_id") from exc
-    if stored.duplicate:
-        response.status_code = status.HTTP_200_OK
-    return stored
+    # The stored event as it is (no second validation against InteractionOut), orjson-encoded:
+    # this is the request a storefront sends for every click.
+    return FastJSONResponse(
+        stored.model_dump(mode="json"),
+        status_code=status.HTTP_200_OK if stored.duplicate else status.HTTP_201_CREATED,
+    )
 
 
 @router.post(
