@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Training ranks this many of the most recently active users for home requests to read
     # (services/home_rankings.py); 0: every home request ranks for itself.
     home_prepared_users: int = Field(default=100_000, ge=0)
+    # Off: every home request ranks for itself, prepared rankings or not (to measure or rule
+    # them out without retraining).
+    serve_prepared_home: bool = True
     # A/B test of home rankings, JSON: [{"name": "learned", "share": 0.5}, {"name": "spec",
     # "share": 0.5, "ranker": "weighted"}]. Empty: everyone gets HOME_RANKER and the weights.
     ab_variants: list[Variant] = Field(default_factory=list)

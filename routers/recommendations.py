@@ -142,6 +142,7 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
         now=now,
         ranker=variant.ranker,
         max_per_sub_category=settings.home_max_per_sub_category,
+        prepared=settings.serve_prepared_home,
     )
     return FastJSONResponse(
         _page(request, feed, query) | {"variant": variant.name, "degraded": degraded}

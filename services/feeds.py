@@ -440,10 +440,12 @@ def home_feed(
     now: datetime,
     ranker: str = "learned",
     max_per_sub_category: int = 4,
+    prepared: bool = True,
 ) -> Feed:
     """Home feed: for users with history, the learned ranker over every source's candidates
-    (`ranker="learned"`, when the version has one) or the spec's weighted merge; a popularity
-    mix for new users."""
+    (`ranker="learned"`, when the version has one; the ranking training prepared for these
+    events when there is one and `prepared`) or the spec's weighted merge; a popularity mix for
+    new users."""
     keep = filters.keep(catalog)
     # Every product clicked in the history window, not only the latest anchors.
     seen = set(clicked_positions(catalog, events))
@@ -465,7 +467,7 @@ def home_feed(
     )
     if ranker == "learned" and bundle.ranker is not None:
         learned = None
-        if keep is None and exclude_seen and n <= PAGE:
+        if prepared and keep is None and exclude_seen and n <= PAGE:
             learned = bundle.prepared_home(user_id, events)  # training ranked these events
         if learned is None:
             learned = learned_ranking(
