@@ -7,7 +7,8 @@ With --prepare, builds the large data set first (bench/prepare.py). Then starts 
 --workers on a free port, warms up, and runs wrk with bench/mixed.lua: first the ceiling of a
 trivial endpoint (/health), then the mixed workload (70 % home for known and new users, 15 %
 similar products, 10 % search, 5 % POST /interactions), then each endpoint on its own
-(--alone-connections; `post` is single-event POST /interactions).
+(--alone-connections; `post` is single-event POST /interactions). Also as runs: `home_known`
+(known users only) and `search_unseen` (a query no training embedded: the encoder every time).
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
 (<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
 the mixed figure next to the /health ceiling of the same run.
