@@ -3,7 +3,7 @@ events. No HTTP and no database here: the router passes the events it read."""
 
 import hashlib
 import random
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -820,10 +820,11 @@ def search_feed(
     return SearchFeed(items, "search_fallback", weights, expanded, "no_match_used_trending")
 
 
-# (query, settings) -> (bundle, what lexical and semantic search found): the same searches
+# (query, settings) -> (bundle, what lexical and semantic search found), least recently used
+# first (about 25 KB each): the same searches
 # come back all day, and at 550k products their postings and the vector search are most of a
 # search request. Entries of another bundle (a new version or catalog) do not count.
-_retrieved: dict[tuple, tuple[ModelBundle, Retrieved]] = {}
+_retrieved: OrderedDict[tuple, tuple[ModelBundle, Retrieved]] = OrderedDict()
 RETRIEVED_CACHE_SIZE = 2_000
 
 
@@ -837,6 +838,7 @@ def _retrieve(
     key = (query, query_vector is None, settings.candidates, settings.min_similarity)
     cached = _retrieved.get(key)
     if cached is not None and cached[0] is bundle:
+        _retrieved.move_to_end(key)
         return cached[1]
     retrieved = Retrieved(
         lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
@@ -844,9 +846,9 @@ def _retrieve(
         if query_vector is not None
         else [],
     )
-    if len(_retrieved) >= RETRIEVED_CACHE_SIZE:
-        _retrieved.clear()
     _retrieved[key] = (bundle, retrieved)
+    if len(_retrieved) > RETRIEVED_CACHE_SIZE:
+        _retrieved.popitem(last=False)  # the least recently used
     return retrieved
 
 

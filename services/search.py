@@ -53,7 +53,7 @@ def expanded_concepts(expanded: ExpandedQuery) -> Concepts:
     return concepts
 
 
-@dataclass
+@dataclass(slots=True)  # results are cached per query: no per-hit __dict__
 class LexicalHit:
     position: int  # in the catalog
     score: float
