@@ -8,6 +8,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        started = time.perf_counter()
         embedded = None
         watcher = None
         # The sentence encoder loads meanwhile (torch import and a first run: seconds): only a
@@ -185,17 +187,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
             app.state.event_writer = EventWriter(pool)
             app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
+            phases = {"database": time.perf_counter() - started}
             async with pool.acquire() as conn:
                 app.state.catalog = await load_catalog(conn)
+            phases["catalog"] = time.perf_counter() - started - sum(phases.values())
             app.state.models = ModelStore(settings.artifacts_dir)
             app.state.trending = None
             await refresh_models(app)
+            phases["models"] = time.perf_counter() - started - sum(phases.values())
             await refresh_trending(app)
+            phases["trending"] = time.perf_counter() - started - sum(phases.values())
             await heartbeat(app)
             # The catalog is millions of long-lived objects: keep them out of every GC pass, which
             # otherwise shows up as periodic latency spikes.
             gc.collect()
             gc.freeze()
+            logger.info(
+                "ready in %.1f s (%s)",
+                time.perf_counter() - started,
+                ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items()),
+            )
             watcher = asyncio.create_task(watch_for_new_models(app, settings.model_reload_seconds))
             if settings.scheduler_enabled:
                 app.state.scheduler = start_scheduler(app, settings)
