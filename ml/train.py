@@ -12,6 +12,7 @@ Trending scores live in the database (ml.update_trending); a retrain also brings
 
 import argparse
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -468,6 +469,21 @@ def validate_version(folder: Path, expected_products: int) -> None:
         Ranker(folder / RANKER_FILE)  # loads, and has the features serving computes
 
 
+WORK_PREFIX = ".training-"  # + the training process's pid + a random part
+
+
+def remove_abandoned_work(root: Path) -> list[Path]:
+    """Delete the work folders of trainings whose process is gone (killed past its time limit,
+    or by a crash): they are never published, and at 550k products each holds GBs."""
+    removed = []
+    for folder in root.glob(f"{WORK_PREFIX}*"):
+        pid = folder.name[len(WORK_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def prune_old_versions(root: Path, keep: int) -> None:
     current = current_version_folder(root)
     versions = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -514,7 +530,9 @@ async def train(
         models, reused = MODELS, ({}, {})
     carried, carried_files = reused
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings.artifacts_dir, prefix=".training-") as work:
+    remove_abandoned_work(settings.artifacts_dir)
+    work_prefix = f"{WORK_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(dir=settings.artifacts_dir, prefix=work_prefix) as work:
         index_path = Path(work) / INDEX_FILE
         arrays, seconds, counts = await asyncio.to_thread(
             train_arrays,

@@ -64,3 +64,26 @@ def test_content_neighbours_prefer_same_kind():
 def test_popularity_prior():
     prior = popularity_prior(np.array([5.0, 4.4, np.nan]), np.array([1.0, 5000.0, np.nan]))
     assert prior[1] == 1.0 and prior[0] < prior[1] and prior[2] == 0.0
+
+
+def test_work_folders_of_dead_trainings_are_removed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ml.train import WORK_PREFIX, remove_abandoned_work
+
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"{WORK_PREFIX}{finished.stdout.strip()}-abc"
+    alive = tmp_path / f"{WORK_PREFIX}{os.getpid()}-def"
+    version = tmp_path / "20261202T000000000000Z"
+    for folder in (dead, alive, version):
+        folder.mkdir()
+        (folder / "part.npy").write_bytes(b"x")
+    assert remove_abandoned_work(tmp_path) == [dead]
+    assert not dead.exists() and alive.exists() and version.exists()
