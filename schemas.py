@@ -417,6 +417,10 @@ class MetricsSummaryOut(BaseModel):
     query_embeddings: dict[str, int] = Field(
         description="Search query embeddings by source: trained, recent (LRU) or encoded now."
     )
+    home_rankings: dict[str, int] = Field(
+        default_factory=dict,
+        description="Learned home rankings by source: prepared by training, or computed now.",
+    )
 
 
 class EvaluationOut(BaseModel):

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import numpy as np
 
+from services import metrics
 from services.catalog import Catalog
 from services.home_rankings import PAGE, PreparedRanking
 from services.models import ModelBundle, TrendingScores, user_profile
@@ -469,6 +470,7 @@ def home_feed(
         learned = None
         if prepared and keep is None and exclude_seen and n <= PAGE:
             learned = bundle.prepared_home(user_id, events)  # training ranked these events
+        metrics.HOME_RANKINGS.labels("computed" if learned is None else "prepared").inc()
         if learned is None:
             learned = learned_ranking(
                 catalog=catalog,

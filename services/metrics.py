@@ -37,6 +37,12 @@ EVENT_GROUP_SIZE = Histogram(
     "Events stored per statement by a worker's group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+HOME_RANKINGS = Counter(
+    "recsys_home_rankings_total",
+    "Learned home rankings by where they came from: prepared (by training, for these very"
+    " events) or computed for the request.",
+    ["source"],
+)
 QUERY_EMBEDDINGS = Counter(
     "recsys_query_embeddings_total",
     "Search query embeddings by where they came from: trained (the log's frequent queries),"
@@ -125,10 +131,11 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
 def summary() -> dict:
     """What the dashboard shows, from the same samples as /metrics (all workers): per route the
     request count and latency p50/p95/p99 in ms since start, events stored by type, and where
-    search query embeddings came from."""
+    search query embeddings and learned home rankings came from."""
     buckets: dict[tuple[str, str], list[tuple[float, float]]] = {}
     events: dict[str, float] = {}
     embeddings: dict[str, float] = {}
+    home_rankings: dict[str, float] = {}
     for family in _registry().collect():
         for sample in family.samples:
             if sample.name == "http_request_duration_seconds_bucket":
@@ -138,6 +145,8 @@ def summary() -> dict:
                 events[sample.labels["event_type"]] = sample.value
             elif sample.name == "recsys_query_embeddings_total":
                 embeddings[sample.labels["source"]] = sample.value
+            elif sample.name == "recsys_home_rankings_total":
+                home_rankings[sample.labels["source"]] = sample.value
     routes = []
     for (method, route), rows in sorted(buckets.items(), key=lambda item: item[0][::-1]):
         rows.sort()
@@ -154,4 +163,5 @@ def summary() -> dict:
         "routes": routes,
         "events_ingested": {k: int(v) for k, v in events.items()},
         "query_embeddings": {k: int(v) for k, v in embeddings.items()},
+        "home_rankings": {k: int(v) for k, v in home_rankings.items()},
     }

@@ -112,10 +112,12 @@ function renderMetrics(summary, counts) {
   previousEvents = {at: now, total};
   const byType = Object.entries(summary.events_ingested).map(([t, n]) => `${t}: ${n.toLocaleString()}`);
   const embeddings = Object.entries(summary.query_embeddings).map(([s, n]) => `${s}: ${n.toLocaleString()}`);
+  const rankings = Object.entries(summary.home_rankings || {}).map(([s, n]) => `${s}: ${n.toLocaleString()}`);
   $("events").replaceChildren(
     tile("events stored by these workers", [rate, ...byType]),
     tile("rows in the database", Object.entries(counts).map(([k, n]) => `${k}: ${n.toLocaleString()}`)),
     tile("search query embeddings", embeddings.length ? embeddings : ["no search yet"]),
+    tile("learned home rankings", rankings.length ? rankings : ["no known-user home yet"]),
   );
   const fmt = (v) => v == null ? "—" : v.toFixed(1);
   rows("latency", summary.routes.filter((r) => r.requests > 0).map((r) => [

@@ -5,21 +5,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from config.settings import Settings
 from database.interactions import recent_user_events
 from database.pool import create_pool
 from database.simulation import copy_events_to_log, write_user_tables
 from database.training import fetch_catalog
-from main import load_catalog
+from main import load_catalog, refresh_models
 from ml.simulate import SimulationConfig, simulate
 from ml.train import train
+from services import metrics
 from services.feeds import Filters, home_feed
 from services.models import load_bundle
 
 pytestmark = pytest.mark.usefixtures("seeded_artifacts")
 
 
-async def test_prepared_home_rankings_equal_computed_ones(database_url, conn, tmp_path):
+async def test_prepared_home_rankings_equal_computed_ones(
+    database_url, conn, settings, app, client
+):
     catalog_frame = await fetch_catalog(conn=conn)
     events = simulate(catalog_frame, SimulationConfig(users=120, events=9_000, days=20, seed=7))
     await copy_events_to_log(conn=conn, events=events)
@@ -28,7 +30,6 @@ async def test_prepared_home_rankings_equal_computed_ones(database_url, conn, tm
         await write_user_tables(pool=pool, events=events)
     finally:
         await pool.close()
-    settings = Settings(database_url=database_url, artifacts_dir=tmp_path / "artifacts")
     result = await train(conn=conn, settings=settings)
 
     catalog = await load_catalog(conn)
@@ -77,3 +78,22 @@ async def test_prepared_home_rankings_equal_computed_ones(database_url, conn, tm
         assert bundle.prepared_home(user_id, history[1:]) is None
     assert served == 60
     assert bundle.prepared_home("never_seen_user", []) is None
+
+    # Over HTTP: a prepared user's click shows in the very next feed.
+    await refresh_models(app)
+    user_id = prepared_users[0]
+    prepared = metrics.HOME_RANKINGS.labels("prepared")
+    served_prepared = prepared._value.get()
+    before = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    assert before["strategy"] == "personal_ranked"
+    assert prepared._value.get() == served_prepared + 1
+    clicked = before["items"][0]["id"]
+    stored = await client.post(
+        "/interactions",
+        json={"user_id": user_id, "event_type": "product_click", "product_id": clicked},
+    )
+    assert stored.status_code == 201
+    after = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    assert prepared._value.get() == served_prepared + 1  # computed: a new event
+    assert clicked not in [item["id"] for item in after["items"]]
+    assert [i["id"] for i in after["items"]] != [i["id"] for i in before["items"]]
