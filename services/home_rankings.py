@@ -107,7 +107,7 @@ def pack(users: list[tuple[str, tuple[int, int, int], PreparedRanking]]) -> dict
         "home_products": np.array(products, np.int32),
         "home_scores": np.array(scores, np.float64),
         "home_reason_indptr": np.array(reason_indptr, np.int64),
-        "home_reason_kinds": np.array(reason_kinds, np.int32),
+        "home_reason_kinds": np.array(reason_kinds, _kind_dtype(len(kind_values))),
         "home_reason_anchors": np.array(reason_anchors, np.int32),
         "home_kind_signals": np.array([k[0] for k in kind_values], dtype=str),
         "home_kind_prefixes": np.array([k[1] for k in kind_values], dtype=str),
@@ -116,6 +116,11 @@ def pack(users: list[tuple[str, tuple[int, int, int], PreparedRanking]]) -> dict
         "home_anchor_bytes": np.frombuffer(b"".join(encoded), np.uint8),
         "home_anchor_offsets": np.r_[0, np.cumsum([len(a) for a in encoded])].astype(np.int64),
     }
+
+
+def _kind_dtype(kinds: int) -> type:
+    """The smallest integer type for the reason kinds (a few dozen: signals x texts)."""
+    return np.int8 if kinds <= 127 else np.int16 if kinds <= 32767 else np.int32
 
 
 def _split(reason: Reason) -> tuple[str, str, bool]:
