@@ -155,6 +155,7 @@ class Catalog:
             # Arrow -> Python costs ~6 us a product; the same products come back in many feeds.
             if len(cache) + len(missing) > PRODUCT_CACHE_SIZE:
                 cache.clear()
+                missing = list(dict.fromkeys(positions))
             cache.update(zip(missing, self._products.take(missing).to_pylist(), strict=True))
         return [cache[p] for p in positions]
 

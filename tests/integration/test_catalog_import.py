@@ -198,3 +198,14 @@ async def test_serving_catalog_reads_the_stored_values_back(conn):
     assert plain.products(list(range(len(plain)))) == catalog.products(list(range(len(catalog))))
     assert (plain.brand_code == catalog.brand_code).all()
     assert (plain.sub_category == catalog.sub_category).all()
+
+
+async def test_product_cache_stays_right_when_it_fills_up(conn, monkeypatch):
+    from services import catalog as catalog_module
+
+    monkeypatch.setattr(catalog_module, "PRODUCT_CACHE_SIZE", 5)
+    catalog = Catalog.from_frame(await fetch_catalog(conn=conn, arrow_strings=True))
+    assert [p["id"] for p in catalog.products([0, 1, 2, 3])] == list(catalog.ids[:4])
+    # Two cached, three new: the cache is cleared to make room, and still every one answers.
+    pages = catalog.products([2, 3, 10, 11, 12])
+    assert [p["id"] for p in pages] == list(catalog.ids[[2, 3, 10, 11, 12]])
