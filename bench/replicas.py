@@ -5,9 +5,10 @@
 Starts two uvicorn servers on two ports (each with --workers), then checks what a second
 replica must not break and measures what it adds:
 
-1. jobs run once: the hourly trending job is started on both replicas at the same moment
-   (POST /admin/jobs/trending); the job's advisory lock lets one run, and `job_runs` gets one
-   row;
+1. jobs run one at a time: the hourly trending job is started on both replicas at the same
+   moment (POST /admin/jobs/trending); the job's advisory lock lets one run, the other answers
+   409 or runs after it (an admin request always runs; a scheduled run is also skipped when one
+   succeeded in the same period), and no two runs in `job_runs` overlap;
 2. models swap on both: `current` is pointed at another version on disk (the one before it),
    and each replica's /ready shows it within MODEL_RELOAD_SECONDS;
 3. throughput adds up: wrk with the mixed workload against one replica, then against both at
@@ -46,14 +47,22 @@ def _versions(artifacts: Path) -> list[Path]:
     )
 
 
-async def _trending_runs(url: str, since: datetime) -> int:
+async def _trending_runs(url: str, since: datetime) -> dict:
+    """How many trending runs started since `since`, and how many overlapped another."""
     conn = await asyncpg.connect(url)
     try:
-        return await conn.fetchval(
-            "SELECT count(*) FROM job_runs WHERE job = 'trending' AND started_at >= $1", since
+        runs = await conn.fetch(
+            "SELECT started_at, finished_at FROM job_runs"
+            " WHERE job = 'trending' AND started_at >= $1 ORDER BY started_at",
+            since,
         )
     finally:
         await conn.close()
+    overlapping = sum(
+        later["started_at"] < (earlier["finished_at"] or later["started_at"])
+        for earlier, later in zip(runs, runs[1:], strict=False)
+    )
+    return {"runs": len(runs), "overlapping": overlapping}
 
 
 def _jobs_run_once(urls: list[str], db_url: str) -> dict:
@@ -70,7 +79,7 @@ def _jobs_run_once(urls: list[str], db_url: str) -> dict:
             )
         )
     time.sleep(5)  # the run finishes in the background
-    return {"answers": answers, "runs_recorded": asyncio.run(_trending_runs(db_url, since))}
+    return {"answers": answers, **asyncio.run(_trending_runs(db_url, since))}
 
 
 def _models_swap(urls: list[str], artifacts: Path, timeout: float = 60) -> dict:
