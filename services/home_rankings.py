@@ -132,14 +132,6 @@ def _split(reason: Reason) -> tuple[str, str, bool]:
     return reason.text[:at], reason.text[at + len(reason.anchor) :], True
 
 
-def user_slots(arrays: dict[str, np.ndarray]) -> dict[str, int]:
-    """User id -> row of the home_* arrays (a dict: searching the memory-mapped id array cost
-    more than the rest of reading a ranking)."""
-    return {
-        user: slot for slot, user in enumerate(arrays.get("home_user_ids", np.zeros(0)).tolist())
-    }
-
-
 def prepared_ranking(
     arrays: dict[str, np.ndarray],
     slots: dict[str, int],

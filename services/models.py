@@ -16,7 +16,7 @@ from services.artifacts import (
     load_version,
     verify_checksums,
 )
-from services.home_rankings import PreparedRanking, prepared_ranking, user_slots
+from services.home_rankings import PreparedRanking, prepared_ranking
 from services.ranking import RANKER_FILE, Ranker
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
@@ -222,14 +222,21 @@ def bundle_from_arrays(
         synonyms,
         vector_index,
         created_at,
-        {str(q): row for row, q in enumerate(arrays.get("embedding_query_texts", []))},
+        _rows_of(arrays, "embedding_query_texts"),
         SessionIndex.from_arrays(arrays) if "sessions_session_indptr" in arrays else None,
         ranker,
-        {str(q): row for row, q in enumerate(arrays.get("past_query_texts", []))},
+        _rows_of(arrays, "past_query_texts"),
         _ranker_trending(arrays, to_catalog, catalog_size, created_at),
-        user_slots(arrays),
-        {u: slot for slot, u in enumerate(arrays.get("profile_user_ids", np.zeros(0)).tolist())},
+        _rows_of(arrays, "home_user_ids"),
+        _rows_of(arrays, "profile_user_ids"),
     )
+
+
+def _rows_of(arrays: dict[str, np.ndarray], name: str) -> dict[str, int]:
+    """Each value of a string array (queries, user ids) -> its row, built once at load: looking
+    up a dict costs less than searching the memory-mapped array (0.25 ms a request)."""
+    values = arrays.get(name)
+    return {} if values is None else {str(v): row for row, v in enumerate(values.tolist())}
 
 
 def _ranker_trending(
