@@ -187,16 +187,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
             app.state.event_writer = EventWriter(pool)
             app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
-            phases = {"database": time.perf_counter() - started}
+            phases: dict[str, float] = {}
+
+            def done(phase: str) -> None:  # seconds since the previous phase ended
+                phases[phase] = time.perf_counter() - started - sum(phases.values())
+
+            done("database")
             async with pool.acquire() as conn:
                 app.state.catalog = await load_catalog(conn)
-            phases["catalog"] = time.perf_counter() - started - sum(phases.values())
+            done("catalog")
             app.state.models = ModelStore(settings.artifacts_dir)
             app.state.trending = None
             await refresh_models(app)
-            phases["models"] = time.perf_counter() - started - sum(phases.values())
+            done("models")
             await refresh_trending(app)
-            phases["trending"] = time.perf_counter() - started - sum(phases.values())
+            done("trending")
             await heartbeat(app)
             # The catalog is millions of long-lived objects: keep them out of every GC pass, which
             # otherwise shows up as periodic latency spikes.

@@ -23,6 +23,9 @@ class EventRow:
 
 CREATE_USER_TABLE = "SELECT create_user_table($1, $2, $3)"
 _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+# The most events a request reads of a user's table (newest first): training prepares home
+# rankings from the same number (ml/prepare_home.py).
+HISTORY_LIMIT = 500
 # One statement text for every user (migration 0009): prepared once per connection.
 _RECENT_USER_EVENTS = "SELECT * FROM recent_user_events($1, $2, $3)"
 
@@ -73,7 +76,7 @@ async def store_events(*, conn: asyncpg.Connection, events: list[EventRow]) -> l
 
 
 async def recent_user_events(
-    *, conn: asyncpg.Connection, user_id: str, since: datetime, limit: int = 500
+    *, conn: asyncpg.Connection, user_id: str, since: datetime, limit: int = HISTORY_LIMIT
 ) -> list[asyncpg.Record]:
     """The user's events since `since`, newest first; [] for a user with no table yet."""
     try:

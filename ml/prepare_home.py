@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from database.interactions import HISTORY_LIMIT
 from ml.train_ranker import history_events, trending_at
 from services.catalog import Catalog
 from services.feeds import Filters, category_history, clicked_positions, learned_ranking
@@ -15,9 +16,6 @@ from services.home_rankings import PAGE, PreparedRanking, history_fingerprint, p
 from services.models import bundle_from_arrays
 from services.ranking import Ranker
 from services.synonyms import Synonyms
-
-# What the request path reads of a user's table (database.interactions.recent_user_events).
-HISTORY_LIMIT = 500
 
 
 def ranker_trending(catalog: Catalog, clicks: pd.DataFrame, now: datetime, rate: float):
