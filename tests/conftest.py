@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+import pandas as pd
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
@@ -17,9 +18,13 @@ from httpx import ASGITransport, AsyncClient
 from config.settings import Settings
 from database.csv_importer import import_catalog
 from database.migrations import apply_migrations
+from database.pool import create_pool
 from database.server import release_embedded_server, start_embedded_server
+from database.simulation import copy_events_to_log, write_user_tables
+from database.training import fetch_catalog
 from ml.clean_catalog import clean_catalog
 from ml.generate_catalog import write_catalog
+from ml.simulate import SimulationConfig, simulate
 
 TEST_CATALOG_ROWS = 1500
 
@@ -86,6 +91,21 @@ async def cloned_database(server_url: str, template: str, prefix: str) -> AsyncI
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def store_simulated_log(
+    url: str, conn: asyncpg.Connection, config: SimulationConfig
+) -> tuple[pd.DataFrame, int]:
+    """A simulated log of the database's catalog, stored as the service stores events: the
+    global log and each user's table. Returns the events and how many user tables were made."""
+    events = simulate(await fetch_catalog(conn=conn), config)
+    await copy_events_to_log(conn=conn, events=events)
+    pool = await create_pool(url, min_size=1, max_size=3)
+    try:
+        created = await write_user_tables(pool=pool, events=events)
+    finally:
+        await pool.close()
+    return events, created
 
 
 @pytest.fixture

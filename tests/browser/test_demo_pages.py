@@ -18,13 +18,11 @@ import pytest
 from bench.server import start_server
 from config.settings import Settings
 from database.interactions import recent_user_events
-from database.pool import create_pool
-from database.simulation import copy_events_to_log, write_user_tables
 from database.training import fetch_catalog, fetch_events
 from ml.evaluate import evaluate, write_report
-from ml.simulate import SimulationConfig, simulate
+from ml.simulate import SimulationConfig
 from services.artifacts import publish
-from tests.conftest import cloned_database
+from tests.conftest import cloned_database, store_simulated_log
 
 CHROMIUM = Path("/usr/bin/chromium")
 ADMIN_KEY = "browser-key"
@@ -53,14 +51,9 @@ async def demo_database(server_url, template_database, tmp_path_factory):
     async with cloned_database(server_url, template_database, "rec_browser") as url:
         conn = await asyncpg.connect(url)
         try:
+            config = SimulationConfig(users=150, events=12_000, days=30, seed=5)
+            events, _ = await store_simulated_log(url, conn, config)
             catalog = await fetch_catalog(conn=conn)
-            events = simulate(catalog, SimulationConfig(users=150, events=12_000, days=30, seed=5))
-            await copy_events_to_log(conn=conn, events=events)
-            pool = await create_pool(url, min_size=1, max_size=3)
-            try:
-                await write_user_tables(pool=pool, events=events)
-            finally:
-                await pool.close()
             since = events["timestamp"].min().floor("s").to_pydatetime()
             logged = await fetch_events(conn=conn, since=since)
             settings = Settings(database_url=url, artifacts_dir=tmp_path_factory.mktemp("eval"))

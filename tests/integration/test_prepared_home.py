@@ -6,15 +6,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from database.interactions import recent_user_events
-from database.pool import create_pool
-from database.simulation import copy_events_to_log, write_user_tables
-from database.training import fetch_catalog
 from main import load_catalog, refresh_models
-from ml.simulate import SimulationConfig, simulate
+from ml.simulate import SimulationConfig
 from ml.train import train
 from services import metrics
 from services.feeds import Filters, home_feed
 from services.models import load_bundle
+from tests.conftest import store_simulated_log
 
 pytestmark = pytest.mark.usefixtures("seeded_artifacts")
 
@@ -22,14 +20,8 @@ pytestmark = pytest.mark.usefixtures("seeded_artifacts")
 async def test_prepared_home_rankings_equal_computed_ones(
     database_url, conn, settings, app, client
 ):
-    catalog_frame = await fetch_catalog(conn=conn)
-    events = simulate(catalog_frame, SimulationConfig(users=120, events=9_000, days=20, seed=7))
-    await copy_events_to_log(conn=conn, events=events)
-    pool = await create_pool(database_url, min_size=1, max_size=3)
-    try:
-        await write_user_tables(pool=pool, events=events)
-    finally:
-        await pool.close()
+    config = SimulationConfig(users=120, events=9_000, days=20, seed=7)
+    events, _ = await store_simulated_log(database_url, conn, config)
     result = await train(conn=conn, settings=settings)
 
     catalog = await load_catalog(conn)

@@ -7,24 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from database.interactions import recent_user_events
-from database.pool import create_pool
-from database.simulation import copy_events_to_log, write_user_tables
 from database.training import fetch_catalog, fetch_events
 from ml.evaluate import evaluate, write_report
-from ml.simulate import SimulationConfig, simulate
+from ml.simulate import SimulationConfig
+from tests.conftest import store_simulated_log
 
 pytestmark = pytest.mark.usefixtures("seeded_artifacts")
 
 
 async def test_simulated_log_lands_everywhere_and_evaluates(database_url, conn, settings, tmp_path):
+    config = SimulationConfig(users=150, events=12_000, days=30, seed=5)
+    events, created = await store_simulated_log(database_url, conn, config)
     catalog = await fetch_catalog(conn=conn)
-    events = simulate(catalog, SimulationConfig(users=150, events=12_000, days=30, seed=5))
-    await copy_events_to_log(conn=conn, events=events)
-    pool = await create_pool(database_url, min_size=1, max_size=3)
-    try:
-        created = await write_user_tables(pool=pool, events=events)
-    finally:
-        await pool.close()
     assert created == events["user_id"].nunique()
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == len(events)
     user, rows = next(iter(events.groupby("user_id")))

@@ -1,24 +1,49 @@
 """Training prepares the lexical matches of the log's frequent searches; serving reads them
-instead of matching again, and must find exactly what it would have computed."""
+instead of matching again, and must find exactly what it would have computed. Search results
+are cached per query for the bundle that found them only."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from config.settings import Settings
 from ml.train import past_query_arrays, train_arrays
-from services.feeds import past_query_results
+from services.feeds import SearchSettings, _retrieve, past_query_results
 from services.models import bundle_from_arrays
 from services.synonyms import Synonyms
 
+NOW = datetime.now(UTC)
 
-def test_prepared_past_queries_equal_what_serving_computes(catalog_csv):
+
+@pytest.fixture(scope="module")
+def content(catalog_csv) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """The test catalog and its content model's arrays (TF-IDF: what lexical search reads)."""
     catalog = pd.read_csv(catalog_csv, dtype={"id": str})
-    settings = Settings(database_url="postgresql://unused")
-    now = datetime.now(UTC)
     no_clicks = pd.DataFrame(columns=["user_id", "event_type", "product_id", "query", "epoch"])
-    arrays, _, _ = train_arrays(catalog, no_clicks, settings, now, models=("content",))
+    settings = Settings(database_url="postgresql://unused")
+    arrays, _, _ = train_arrays(catalog, no_clicks, settings, NOW, models=("content",))
+    return catalog, arrays
+
+
+def _bundle(catalog: pd.DataFrame, arrays: dict, leave_out: int | None = None):
+    """A bundle of `arrays` over the catalog, without the product at row `leave_out`."""
+    position_of = {pid: row for row, pid in enumerate(catalog["id"]) if row != leave_out}
+    return bundle_from_arrays(
+        arrays,
+        len(catalog),
+        position_of,
+        version="same-version",
+        folder=Path("."),
+        created_at=NOW,
+        synonyms=Synonyms({}),
+    )
+
+
+def test_prepared_past_queries_equal_what_serving_computes(content):
+    catalog, arrays = content
     words = catalog["name"].str.split().str[1].str.lower().tolist()
     queries = [words[0]] * 3 + [f"{words[1]} {words[2]}"] * 2 + [words[3]]
     events = pd.DataFrame(
@@ -27,23 +52,14 @@ def test_prepared_past_queries_equal_what_serving_computes(catalog_csv):
             "event_type": ["search_query"] * len(queries) + ["product_click"],
             "product_id": [None] * len(queries) + [catalog["id"][0]],
             "query": [*queries, None],
-            "epoch": now.timestamp(),
+            "epoch": NOW.timestamp(),
         }
     )
     prepared = past_query_arrays(catalog, arrays, events, limit=2)
     # The most frequent first, at most `limit`.
     assert prepared["past_query_texts"].tolist() == [words[0], f"{words[1]} {words[2]}"]
 
-    position_of = {pid: row for row, pid in enumerate(catalog["id"])}
-    bundle = bundle_from_arrays(
-        arrays | prepared,
-        len(catalog),
-        position_of,
-        version="test",
-        folder=catalog_csv.parent,
-        created_at=now,
-        synonyms=Synonyms({}),
-    )
+    bundle = _bundle(catalog, arrays | prepared)
     matched = 0
     for query in prepared["past_query_texts"].tolist():
         positions, scores = bundle.past_query_matches(query)
@@ -56,41 +72,13 @@ def test_prepared_past_queries_equal_what_serving_computes(catalog_csv):
 
     # A product gone from the serving catalog drops out of the prepared lists.
     first = int(bundle.past_query_matches(words[0])[0][0])
-    gone = {pid: row for pid, row in position_of.items() if row != first}
-    smaller = bundle_from_arrays(
-        arrays | prepared,
-        len(catalog),
-        gone,
-        version="test",
-        folder=catalog_csv.parent,
-        created_at=now,
-        synonyms=Synonyms({}),
-    )
+    smaller = _bundle(catalog, arrays | prepared, leave_out=first)
     assert first not in smaller.past_query_matches(words[0])[0]
 
 
-def test_search_retrieval_is_reused_for_the_same_bundle_only(catalog_csv):
-    from services.feeds import SearchSettings, _retrieve
-
-    catalog = pd.read_csv(catalog_csv, dtype={"id": str})
-    now = datetime.now(UTC)
-    no_clicks = pd.DataFrame(columns=["user_id", "event_type", "product_id", "query", "epoch"])
-    settings = Settings(database_url="postgresql://unused")
-    arrays, _, _ = train_arrays(catalog, no_clicks, settings, now, models=("content",))
-    position_of = {pid: row for row, pid in enumerate(catalog["id"])}
-
-    def bundle(positions):
-        return bundle_from_arrays(
-            arrays,
-            len(catalog),
-            positions,
-            version="same-version",
-            folder=catalog_csv.parent,
-            created_at=now,
-            synonyms=Synonyms({}),
-        )
-
-    served = bundle(position_of)
+def test_search_retrieval_is_reused_for_the_same_bundle_only(content):
+    catalog, arrays = content
+    served = _bundle(catalog, arrays)
     search = SearchSettings(candidates=20, rrf_k=60, min_similarity=0.3, personal_boost=0.1)
     query = catalog["name"][0].split()[1].lower()
     first = _retrieve(served, query, served.synonyms.expand(query), None, search)
@@ -100,6 +88,6 @@ def test_search_retrieval_is_reused_for_the_same_bundle_only(catalog_csv):
     )
     # The same version over another catalog (products gone): searched again, not reused.
     top = first.lexical[0].position
-    smaller = bundle({pid: row for pid, row in position_of.items() if row != top})
+    smaller = _bundle(catalog, arrays, leave_out=top)
     again = _retrieve(smaller, query, smaller.synonyms.expand(query), None, search)
     assert again is not first and top not in [hit.position for hit in again.lexical]
