@@ -3,7 +3,7 @@ events. No HTTP and no database here: the router passes the events it read."""
 
 import hashlib
 import random
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +12,7 @@ import numpy as np
 from services import metrics
 from services.catalog import Catalog
 from services.home_rankings import PAGE, PreparedRanking
+from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
     POPULAR_CANDIDATES,
@@ -826,8 +827,8 @@ def search_feed(
 # first (about 25 KB each): the same searches
 # come back all day, and at 550k products their postings and the vector search are most of a
 # search request. Entries of another bundle (a new version or catalog) do not count.
-_retrieved: OrderedDict[tuple, tuple[ModelBundle, Retrieved]] = OrderedDict()
 RETRIEVED_CACHE_SIZE = 2_000
+_retrieved = LRU(RETRIEVED_CACHE_SIZE)  # values: (ModelBundle, Retrieved)
 
 
 def _retrieve(
@@ -840,7 +841,6 @@ def _retrieve(
     key = (query, query_vector is None, settings.candidates, settings.min_similarity)
     cached = _retrieved.get(key)
     if cached is not None and cached[0] is bundle:
-        _retrieved.move_to_end(key)
         return cached[1]
     retrieved = Retrieved(
         lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
@@ -848,9 +848,7 @@ def _retrieve(
         if query_vector is not None
         else [],
     )
-    _retrieved[key] = (bundle, retrieved)
-    if len(_retrieved) > RETRIEVED_CACHE_SIZE:
-        _retrieved.popitem(last=False)  # the least recently used
+    _retrieved.put(key, (bundle, retrieved))
     return retrieved
 
 

