@@ -48,7 +48,7 @@ def _percentiles(values: list[float]) -> str:
     return f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms"
 
 
-def _trained(frame, events, settings, now, folder: Path) -> tuple[dict, bool]:
+def _trained(catalog: Catalog, events, settings, now, folder: Path) -> tuple[dict, bool]:
     """(arrays, has a ranker): loaded from `folder` when a run wrote them there, else trained
     and written there."""
     written = sorted(p for p in folder.glob("*") if (p / "manifest.json").exists())
@@ -59,7 +59,7 @@ def _trained(frame, events, settings, now, folder: Path) -> tuple[dict, bool]:
     clicks = events[events["event_type"] == "product_click"]
     started = time.perf_counter()
     arrays, seconds, counts = train_arrays(
-        frame, clicks, settings, now, models=SOURCES, events=events
+        catalog.frame, clicks, settings, now, models=SOURCES, events=events
     )
     steps = ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items())
     print(
@@ -68,7 +68,7 @@ def _trained(frame, events, settings, now, folder: Path) -> tuple[dict, bool]:
     )
     started = time.perf_counter()
     trained_ranker = folder / RANKER_FILE
-    ranking = train_ranker_file(frame, events, settings, now, arrays, trained_ranker)
+    ranking = train_ranker_file(catalog, events, settings, now, arrays, trained_ranker)
     print(
         f"ranker: {time.perf_counter() - started:.1f} s, {ranking.users} users, "
         f"{ranking.rows:,} rows, candidate recall {ranking.candidate_recall:.3f}, "
@@ -95,8 +95,8 @@ async def run(users: int, folder: Path) -> None:
                 f"{time.perf_counter() - started:.1f} s, peak RSS {_peak_rss_mb():,.0f} MB"
             )
             clicks = events[events["event_type"] == "product_click"]
-            arrays, has_ranker = _trained(frame, events, settings, now, folder)
             catalog = Catalog.from_frame(frame)
+            arrays, has_ranker = _trained(catalog, events, settings, now, folder)
             bundle = bundle_from_arrays(
                 arrays,
                 len(catalog),

@@ -245,7 +245,7 @@ def _train_bundle(
     if "embeddings" in models:
         files[INDEX_FILE] = work / INDEX_FILE
     ranking = train_ranker_file(
-        catalog.frame, split.train, settings, split.cutoff, arrays, work / RANKER_FILE
+        catalog, split.train, settings, split.cutoff, arrays, work / RANKER_FILE
     )
     if ranking.booster is not None:
         files[RANKER_FILE] = work / RANKER_FILE

@@ -275,7 +275,7 @@ def _content_arrays(
 
 
 def train_ranker_file(
-    catalog_frame: pd.DataFrame,
+    catalog: Catalog,
     events: pd.DataFrame,
     settings: Settings,
     now: datetime,
@@ -285,7 +285,6 @@ def train_ranker_file(
     """Fit the home ranker (ml/train_ranker.py) and write it to `path` when there is enough data.
     At each cut-off the sources it learns from are refitted on the events before it; the content
     model does not depend on events and is taken from `arrays`."""
-    catalog = Catalog.from_frame(catalog_frame)
     examples = RankerExamples()
     for step in range(1, settings.ranker_cutoffs + 1):
         cutoff = now - timedelta(days=step * settings.ranker_label_days)
@@ -301,7 +300,7 @@ def train_ranker_file(
         if before_clicks.empty:
             break
         source_arrays, _, _ = train_arrays(
-            catalog_frame,
+            catalog.frame,
             before_clicks,
             settings,
             cutoff,
@@ -338,7 +337,7 @@ def train_ranker_file(
 
 
 def past_query_arrays(
-    catalog: pd.DataFrame, arrays: dict[str, np.ndarray], events: pd.DataFrame, limit: int
+    catalog: Catalog, arrays: dict[str, np.ndarray], events: pd.DataFrame, limit: int
 ) -> dict[str, np.ndarray]:
     """The lexical matches of the log's `limit` most frequent searches, as the home feed's
     search source computes them (services.feeds.past_query_results), for serving to read
@@ -348,7 +347,7 @@ def past_query_arrays(
     bundle = bundle_from_arrays(
         arrays,
         len(catalog),
-        {product_id: row for row, product_id in enumerate(catalog["id"])},
+        catalog.position_of,
         version="past-queries",
         folder=Path("."),
         created_at=datetime.now(UTC),
@@ -548,15 +547,21 @@ async def train(
         )
         seconds["load"] = load_seconds
         started = time.perf_counter()
+        # The catalog trained on, by position (= the version's rows), for the steps below.
+        trained_on = await asyncio.to_thread(Catalog.from_frame, catalog)
         arrays |= await asyncio.to_thread(
-            past_query_arrays, catalog, carried | arrays, events, settings.search_query_cache_size
+            past_query_arrays,
+            trained_on,
+            carried | arrays,
+            events,
+            settings.search_query_cache_size,
         )
         seconds["past_queries"] = time.perf_counter() - started
         new_files = {INDEX_FILE: index_path} if "embeddings" in models else {}
         started_ranker = time.perf_counter()
         ranker_path = Path(work) / RANKER_FILE
         ranking = await asyncio.to_thread(
-            train_ranker_file, catalog, all_events, settings, now, carried | arrays, ranker_path
+            train_ranker_file, trained_on, all_events, settings, now, carried | arrays, ranker_path
         )
         seconds["ranker"] = time.perf_counter() - started_ranker
         counts["ranker_users"] = ranking.users
@@ -564,7 +569,6 @@ async def train(
         if ranking.booster is not None:
             new_files[RANKER_FILE] = ranker_path
             started = time.perf_counter()
-            trained_on = Catalog.from_frame(catalog)
             arrays["ranker_trending"] = ranker_trending(
                 trained_on, clicks, now, settings.trending_decay_rate
             )

@@ -11,6 +11,7 @@ import pytest
 
 from config.settings import Settings
 from ml.train import past_query_arrays, train_arrays
+from services.catalog import Catalog
 from services.feeds import SearchSettings, _retrieve, past_query_results
 from services.models import bundle_from_arrays
 from services.synonyms import Synonyms
@@ -55,7 +56,7 @@ def test_prepared_past_queries_equal_what_serving_computes(content):
             "epoch": NOW.timestamp(),
         }
     )
-    prepared = past_query_arrays(catalog, arrays, events, limit=2)
+    prepared = past_query_arrays(Catalog.from_frame(catalog), arrays, events, limit=2)
     # The most frequent first, at most `limit`.
     assert prepared["past_query_texts"].tolist() == [words[0], f"{words[1]} {words[2]}"]
 
