@@ -7,7 +7,9 @@ import scipy.sparse as sp
 def top_k_per_row(similarity: sp.csr_matrix, k: int, row_offset: int = 0) -> list[np.ndarray]:
     """Best k columns of every row, skipping the row's own item (column row_offset + row).
 
-    Returns per-row arrays of column indices and of scores, best first.
+    Returns per-row arrays of column indices and of scores, best first; equal scores in column
+    order, so the lists do not depend on how the matrix was built (the Spark path's equal the
+    local path's).
     """
     similarity = similarity.tocsr()
     columns, scores = [], []
@@ -18,9 +20,11 @@ def top_k_per_row(similarity: sp.csr_matrix, k: int, row_offset: int = 0) -> lis
         keep = (row_columns != row_offset + row) & (row_scores > 0)
         row_columns, row_scores = row_columns[keep], row_scores[keep]
         if len(row_scores) > k:
-            best = np.argpartition(-row_scores, k)[:k]
+            # Everything scoring at least the k-th best, ties at the boundary included.
+            kth = -np.partition(-row_scores, k - 1)[k - 1]
+            best = row_scores >= kth
             row_columns, row_scores = row_columns[best], row_scores[best]
-        order = np.argsort(-row_scores, kind="stable")
+        order = np.lexsort((row_columns, -row_scores))[:k]
         columns.append(row_columns[order])
         scores.append(row_scores[order])
     return [columns, scores]
