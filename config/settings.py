@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # Off: every home request ranks for itself, prepared rankings or not (to measure or rule
     # them out without retraining).
     serve_prepared_home: bool = True
+    # Driver memory of `ml.train --engine spark` in local mode (spark-submit's --driver-memory
+    # wins when launched by it): the reduced results (top-k lists, sessions) come back to it.
+    spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")
     # A/B test of home rankings, JSON: [{"name": "learned", "share": 0.5}, {"name": "spec",
     # "share": 0.5, "ranker": "weighted"}]. Empty: everyone gets HOME_RANKER and the weights.
     ab_variants: list[Variant] = Field(default_factory=list)

@@ -16,6 +16,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from database.migrations import apply_migrations
 from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from database.trending import update_trending
+from ml.export_events import read_events, write_events
 from ml.prepare_home import prepare_home_rankings, ranker_trending
 from ml.train_coclick import co_click_rules
 from ml.train_collaborative import interaction_matrix, item_neighbors
@@ -102,6 +105,16 @@ class PreviousEmbeddings:
     query_vectors: np.ndarray | None
 
 
+EVENT_MODELS = ("cf", "coclick", "sessions", "ease")
+# Fits the event models (EVENT_MODELS) on the clicks of the training window that ends at `now`
+# (clicks at or after it excluded) and returns (arrays, seconds per step, counts): this module's
+# local_event_models, or ml.spark_training's SparkEventModels.
+EventModels = Callable[
+    [datetime, tuple[str, ...]],
+    tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]],
+]
+
+
 def train_arrays(
     catalog: pd.DataFrame,
     clicks: pd.DataFrame,
@@ -112,9 +125,11 @@ def train_arrays(
     events: pd.DataFrame | None = None,
     previous_embeddings: PreviousEmbeddings | None = None,
     index_path: Path | None = None,
+    event_models_fn: EventModels | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
-    """Fit the chosen models on in-memory data; returns arrays, seconds per step and counts.
-    The embeddings' vector index is written to `index_path`."""
+    """Fit the chosen models; returns arrays, seconds per step and counts. The event models
+    are fitted by `event_models_fn` (default: here, on `clicks`). The embeddings' vector index
+    is written to `index_path`."""
     with tqdm(total=len(models), desc="models", unit="model", disable=not progress) as bar:
         seconds: dict[str, float] = {}
         arrays: dict[str, np.ndarray] = {"product_ids": catalog["id"].to_numpy(dtype="U10")}
@@ -141,69 +156,104 @@ def train_arrays(
             arrays |= build_profiles(events, catalog, now.timestamp(), settings.cf_half_life_days)
             seconds["profiles"] = time.perf_counter() - started
             bar.update()
-        if not {"cf", "coclick", "sessions", "ease"} & set(models):
-            return arrays, seconds, counts
-
-        n_items = len(catalog)
-        item_positions = pd.Index(catalog["id"]).get_indexer(clicks["product_id"])
-        known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
-        clicks = clicks[known]
-        item_positions = item_positions[known]
-        user_positions, _ = pd.factorize(clicks["user_id"])
-        epoch = clicks["epoch"].to_numpy()
-        age_hours = (now.timestamp() - epoch) / 3600.0
-
-        if "cf" in models:
-            started = time.perf_counter()
-            half_life_hours = settings.cf_half_life_days * 24
-            cf_weights = np.power(0.5, age_hours / half_life_hours)
-            user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
-            arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
-            seconds["collaborative"] = time.perf_counter() - started
-            bar.update()
-
-        if "ease" in models:
-            started = time.perf_counter()
-            binary = interaction_matrix(
-                user_positions, item_positions, np.ones(len(item_positions), np.float32), n_items
-            )
-            ease = fit_ease(binary, l2=settings.ease_l2, max_items=settings.ease_max_items)
-            arrays |= _prefixed("ease", ease_neighbors(ease, n_items, settings.cf_top_k))
-            counts["ease_items"] = len(ease.items)
-            seconds["ease"] = time.perf_counter() - started
-            bar.update()
-        if "coclick" in models or "sessions" in models:
-            started = time.perf_counter()
-            order, session_of_click = split_sessions(user_positions, epoch)
-            sessions = session_index(session_of_click, item_positions[order], n_items)
-            counts["sessions"] = len(sessions["sessions_session_indptr"]) - 1
-            if "sessions" in models:
-                arrays |= sessions
-                # Clicks per product in the window and in its last week: features of the home
-                # ranker (trending, decayed by the hour, is the third horizon).
-                arrays["sessions_log_clicks"] = np.log1p(
-                    np.bincount(item_positions, minlength=n_items)
-                ).astype(np.float32)
-                last_week = age_hours <= 7 * 24
-                arrays["sessions_week_log_clicks"] = np.log1p(
-                    np.bincount(item_positions[last_week], minlength=n_items)
-                ).astype(np.float32)
-            seconds["sessions"] = time.perf_counter() - started
-            bar.update()
-        if "coclick" in models:
-            started = time.perf_counter()
-            rules_triplet, counts["co_click_rules"] = co_click_rules(
-                sessions["sessions_session_indptr"],
-                sessions["sessions_session_items"],
-                n_items,
-                min_sessions=settings.coclick_min_sessions,
-                min_confidence=settings.coclick_min_confidence,
-                min_lift=settings.coclick_min_lift,
-            )
-            arrays |= _prefixed("coclick", rules_triplet)
-            seconds["coclick"] = time.perf_counter() - started
-            bar.update()
+        event_models = tuple(m for m in models if m in EVENT_MODELS)
+        if event_models:
+            if event_models_fn is None:
+                fitted = event_arrays(arrays["product_ids"], clicks, settings, now, event_models)
+            else:
+                fitted = event_models_fn(now, event_models)
+            arrays |= fitted[0]
+            seconds |= fitted[1]
+            counts |= fitted[2]
+            bar.update(len(event_models))
         return arrays, seconds, counts
+
+
+def local_event_models(
+    product_ids: np.ndarray, clicks: pd.DataFrame, settings: Settings
+) -> EventModels:
+    """The event models fitted in this process, on in-memory clicks."""
+
+    def fit(now: datetime, models: tuple[str, ...]):
+        window = clicks[
+            (clicks["epoch"] >= now.timestamp() - settings.training_window_days * 86400)
+            & (clicks["epoch"] < now.timestamp())
+        ]
+        return event_arrays(product_ids, window, settings, now, models)
+
+    return fit
+
+
+def event_arrays(
+    product_ids: np.ndarray,
+    clicks: pd.DataFrame,
+    settings: Settings,
+    now: datetime,
+    models: tuple[str, ...],
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
+    """Item-CF, EASE, past sessions and co-click rules from clicks (user_id, product_id, epoch)."""
+    arrays: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    n_items = len(product_ids)
+    # One order for the clicks (user, time, product): sessions, and so their numbering and the
+    # lists built from them, do not depend on the order the log was read in.
+    clicks = clicks.sort_values(["user_id", "epoch", "product_id"], kind="stable")
+    item_positions = pd.Index(product_ids).get_indexer(clicks["product_id"])
+    known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
+    clicks = clicks[known]
+    item_positions = item_positions[known]
+    user_positions, _ = pd.factorize(clicks["user_id"])
+    epoch = clicks["epoch"].to_numpy()
+    age_hours = (now.timestamp() - epoch) / 3600.0
+
+    if "cf" in models:
+        started = time.perf_counter()
+        half_life_hours = settings.cf_half_life_days * 24
+        cf_weights = np.power(0.5, age_hours / half_life_hours)
+        user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
+        arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
+        seconds["collaborative"] = time.perf_counter() - started
+
+    if "ease" in models:
+        started = time.perf_counter()
+        binary = interaction_matrix(
+            user_positions, item_positions, np.ones(len(item_positions), np.float32), n_items
+        )
+        ease = fit_ease(binary, l2=settings.ease_l2, max_items=settings.ease_max_items)
+        arrays |= _prefixed("ease", ease_neighbors(ease, n_items, settings.cf_top_k))
+        counts["ease_items"] = len(ease.items)
+        seconds["ease"] = time.perf_counter() - started
+    if "coclick" in models or "sessions" in models:
+        started = time.perf_counter()
+        order, session_of_click = split_sessions(user_positions, epoch)
+        sessions = session_index(session_of_click, item_positions[order], n_items)
+        counts["sessions"] = len(sessions["sessions_session_indptr"]) - 1
+        if "sessions" in models:
+            arrays |= sessions
+            # Clicks per product in the window and in its last week: features of the home
+            # ranker (trending, decayed by the hour, is the third horizon).
+            arrays["sessions_log_clicks"] = np.log1p(
+                np.bincount(item_positions, minlength=n_items)
+            ).astype(np.float32)
+            last_week = age_hours <= 7 * 24
+            arrays["sessions_week_log_clicks"] = np.log1p(
+                np.bincount(item_positions[last_week], minlength=n_items)
+            ).astype(np.float32)
+        seconds["sessions"] = time.perf_counter() - started
+    if "coclick" in models:
+        started = time.perf_counter()
+        rules_triplet, counts["co_click_rules"] = co_click_rules(
+            sessions["sessions_session_indptr"],
+            sessions["sessions_session_items"],
+            n_items,
+            min_sessions=settings.coclick_min_sessions,
+            min_confidence=settings.coclick_min_confidence,
+            min_lift=settings.coclick_min_lift,
+        )
+        arrays |= _prefixed("coclick", rules_triplet)
+        seconds["coclick"] = time.perf_counter() - started
+    return arrays, seconds, counts
 
 
 def _embedding_arrays(
@@ -281,10 +331,17 @@ def train_ranker_file(
     now: datetime,
     arrays: dict[str, np.ndarray],
     path: Path,
+    event_models: EventModels | None = None,
 ) -> RankerTraining:
     """Fit the home ranker (ml/train_ranker.py) and write it to `path` when there is enough data.
-    At each cut-off the sources it learns from are refitted on the events before it; the content
-    model does not depend on events and is taken from `arrays`."""
+    At each cut-off the sources it learns from are refitted on the events before it (by
+    `event_models`, default in this process); the content model does not depend on events and
+    is taken from `arrays`."""
+    if event_models is None:
+        clicks = events[events["event_type"] == "product_click"]
+        event_models = local_event_models(
+            catalog.frame["id"].to_numpy(dtype="U10"), clicks, settings
+        )
     examples = RankerExamples()
     for step in range(1, settings.ranker_cutoffs + 1):
         cutoff = now - timedelta(days=step * settings.ranker_label_days)
@@ -299,14 +356,12 @@ def train_ranker_file(
         ]
         if before_clicks.empty:
             break
-        source_arrays, _, _ = train_arrays(
-            catalog.frame,
-            before_clicks,
-            settings,
-            cutoff,
-            models=("cf", "coclick", "sessions", "ease"),
-        )
-        source_arrays |= {k: v for k, v in arrays.items() if k.startswith(("content_", "tfidf_"))}
+        source_arrays, _, _ = event_models(cutoff, EVENT_MODELS)
+        source_arrays |= {
+            k: v
+            for k, v in arrays.items()
+            if k == "product_ids" or k.startswith(("content_", "tfidf_"))
+        }
         bundle = bundle_from_arrays(
             source_arrays,
             len(catalog),
@@ -483,6 +538,41 @@ def remove_abandoned_work(root: Path) -> list[Path]:
     return removed
 
 
+ENGINES = ("local", "spark")
+
+
+@contextmanager
+def _event_models(
+    engine: str,
+    events: pd.DataFrame,
+    events_path: Path | None,
+    catalog: pd.DataFrame,
+    settings: Settings,
+    work: Path,
+) -> Iterator[EventModels | None]:
+    """The Spark engine over the Parquet export (or, without one, over the events read, written
+    to `work`); None for the local engine."""
+    if engine == "local":
+        yield None
+        return
+    # Imported here: pyspark is an optional extra, not needed by the local engine.
+    from ml.spark_training import SparkEventModels, spark_session
+
+    if events_path is None:
+        events_path = work / "events.parquet"
+        write_events(events, events_path)
+    spark = spark_session(settings.spark_driver_memory)
+    try:
+        yield SparkEventModels(
+            spark,
+            spark.read.parquet(str(events_path)),
+            catalog["id"].to_numpy(dtype="U10"),
+            settings,
+        )
+    finally:
+        spark.stop()
+
+
 def prune_old_versions(root: Path, keep: int) -> None:
     current = current_version_folder(root)
     versions = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -497,16 +587,27 @@ async def train(
     settings: Settings,
     progress: bool = False,
     models: tuple[str, ...] = MODELS,
+    engine: str = "local",
+    events_path: Path | None = None,
+    now: datetime | None = None,
 ) -> TrainingResult:
     """Train `models` on the database's data and publish a validated new version; the other
     models are carried over from the current version when it matches the catalog (else all
-    are trained)."""
-    now = datetime.now(UTC)
+    are trained). `engine` "spark" fits the event models on Spark (ml/spark_training.py);
+    `events_path`, a Parquet export of the log (ml.export_events), replaces the database's.
+    `now`: the training's time (default the clock's), which its windows end at."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}")
+    now = now or datetime.now(UTC)
     started = time.perf_counter()
     catalog = await fetch_catalog(conn=conn)
     # One read of the log serves both windows: clicks for the models, all events for profiles.
     window_days = max(settings.training_window_days, settings.history_days)
-    events = await fetch_events(conn=conn, since=now - timedelta(days=window_days))
+    since = now - timedelta(days=window_days)
+    if events_path is None:
+        events = await fetch_events(conn=conn, since=since)
+    else:
+        events = await asyncio.to_thread(read_events, events_path, since)
     clicks = events[
         (events["event_type"] == "product_click")
         & (events["epoch"] >= now.timestamp() - settings.training_window_days * 86400)
@@ -531,7 +632,10 @@ async def train(
     settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
     remove_abandoned_work(settings.artifacts_dir)
     work_prefix = f"{WORK_PREFIX}{os.getpid()}-"
-    with tempfile.TemporaryDirectory(dir=settings.artifacts_dir, prefix=work_prefix) as work:
+    with (
+        tempfile.TemporaryDirectory(dir=settings.artifacts_dir, prefix=work_prefix) as work,
+        _event_models(engine, events, events_path, catalog, settings, Path(work)) as event_models,
+    ):
         index_path = Path(work) / INDEX_FILE
         arrays, seconds, counts = await asyncio.to_thread(
             train_arrays,
@@ -544,6 +648,7 @@ async def train(
             events,
             previous_embeddings(previous) if "embeddings" in models else None,
             index_path,
+            event_models,
         )
         seconds["load"] = load_seconds
         started = time.perf_counter()
@@ -561,7 +666,14 @@ async def train(
         started_ranker = time.perf_counter()
         ranker_path = Path(work) / RANKER_FILE
         ranking = await asyncio.to_thread(
-            train_ranker_file, trained_on, all_events, settings, now, carried | arrays, ranker_path
+            train_ranker_file,
+            trained_on,
+            all_events,
+            settings,
+            now,
+            carried | arrays,
+            ranker_path,
+            event_models,
         )
         seconds["ranker"] = time.perf_counter() - started_ranker
         counts["ranker_users"] = ranking.users
@@ -616,13 +728,22 @@ async def train(
     return TrainingResult(folder, seconds, len(catalog), len(clicks), counts)
 
 
-async def _main(progress: bool, models: tuple[str, ...]) -> None:
+async def _main(
+    progress: bool, models: tuple[str, ...], engine: str = "local", events_path: Path | None = None
+) -> None:
     settings = get_settings()
     with database_url(settings.database_url, settings.pgdata_dir) as url:
         conn = await asyncpg.connect(url)
         try:
             await apply_migrations(conn)
-            result = await train(conn=conn, settings=settings, progress=progress, models=models)
+            result = await train(
+                conn=conn,
+                settings=settings,
+                progress=progress,
+                models=models,
+                engine=engine,
+                events_path=events_path,
+            )
         finally:
             await conn.close()
     steps = ", ".join(f"{step} {secs:.1f} s" for step, secs in result.seconds.items())
@@ -651,9 +772,30 @@ def run_cli(models: tuple[str, ...], description: str) -> None:
             help=f"train only these ({', '.join(MODELS)}) and carry the others over from the "
             "current version (all are trained when the catalog changed)",
         )
+        parser.add_argument(
+            "--engine",
+            choices=ENGINES,
+            default="local",
+            help="spark: item-CF, co-click rules, sessions and EASE's counts as Spark jobs "
+            "(pip install '.[spark]'; local mode unless launched by spark-submit)",
+        )
+        parser.add_argument(
+            "--events",
+            type=Path,
+            metavar="PARQUET",
+            help="train on this export of the event log (python -m ml.export_events) instead "
+            "of the database's",
+        )
     args = parser.parse_args()
     chosen = tuple(args.only) if getattr(args, "only", None) else models
-    asyncio.run(_main(progress=not args.no_progress, models=chosen))
+    asyncio.run(
+        _main(
+            progress=not args.no_progress,
+            models=chosen,
+            engine=getattr(args, "engine", "local"),
+            events_path=getattr(args, "events", None),
+        )
+    )
 
 
 def main() -> None:

@@ -34,11 +34,21 @@ class EaseModel:
 def fit_ease(user_items: sp.csr_matrix, l2: float = 500.0, max_items: int = 10_000) -> EaseModel:
     """Fit on a binary users x items matrix (any weights are treated as clicked / not)."""
     binary = (user_items > 0).astype(np.float32).tocsc()
-    counts = np.asarray(binary.sum(axis=0)).ravel()
-    items = np.flatnonzero(counts > 0)
-    items = items[np.argsort(-counts[items], kind="stable")[:max_items]]
+    items = modelled_items(np.asarray(binary.sum(axis=0)).ravel(), max_items)
     x = binary[:, items]
-    gram = (x.T @ x).toarray().astype(np.float64)
+    return ease_from_gram(items, (x.T @ x).toarray(), l2)
+
+
+def modelled_items(users_per_item: np.ndarray, max_items: int) -> np.ndarray:
+    """The `max_items` items with the most users, most first (equal counts by position)."""
+    items = np.flatnonzero(users_per_item > 0)
+    return items[np.argsort(-users_per_item[items], kind="stable")[:max_items]]
+
+
+def ease_from_gram(items: np.ndarray, gram: np.ndarray, l2: float) -> EaseModel:
+    """EASE from the items' co-occurrence counts XᵀX (users who clicked both; the diagonal is
+    each item's users), in the order of `items`."""
+    gram = gram.astype(np.float64)
     gram[np.diag_indices_from(gram)] += l2
     inverse = np.linalg.inv(gram)
     weights = -inverse / np.diag(inverse)
