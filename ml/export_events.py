@@ -35,16 +35,19 @@ EVENT_SCHEMA = pa.schema(
 )
 
 
-def write_events(events: pd.DataFrame, path: Path) -> None:
+def write_events(events: pd.DataFrame, path: str | Path) -> None:
     table = pa.Table.from_pandas(
         events[EVENT_SCHEMA.names], schema=EVENT_SCHEMA, preserve_index=False
     )
-    pq.write_table(table, path)
+    pq.write_table(table, str(path))
 
 
-def read_events(path: Path, since: datetime) -> pd.DataFrame:
-    """The events of an export since `since`, as database.training.fetch_events returns them."""
-    table = pq.read_table(path, filters=[("epoch", ">=", since.timestamp())], schema=EVENT_SCHEMA)
+def read_events(path: str | Path, since: datetime) -> pd.DataFrame:
+    """The events of an export (a path, or a URL pyarrow reads: s3://, hdfs://) since `since`,
+    as database.training.fetch_events returns them."""
+    table = pq.read_table(
+        str(path), filters=[("epoch", ">=", since.timestamp())], schema=EVENT_SCHEMA
+    )
     return table.to_pandas()
 
 

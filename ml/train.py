@@ -545,7 +545,7 @@ ENGINES = ("local", "spark")
 def _event_models(
     engine: str,
     events: pd.DataFrame,
-    events_path: Path | None,
+    events_path: str | None,
     catalog: pd.DataFrame,
     settings: Settings,
     work: Path,
@@ -559,13 +559,13 @@ def _event_models(
     from ml.spark_training import SparkEventModels, spark_session
 
     if events_path is None:
-        events_path = work / "events.parquet"
+        events_path = str(work / "events.parquet")
         write_events(events, events_path)
     spark = spark_session(settings.spark_driver_memory)
     try:
         yield SparkEventModels(
             spark,
-            spark.read.parquet(str(events_path)),
+            spark.read.parquet(events_path),
             catalog["id"].to_numpy(dtype="U10"),
             settings,
         )
@@ -588,13 +588,14 @@ async def train(
     progress: bool = False,
     models: tuple[str, ...] = MODELS,
     engine: str = "local",
-    events_path: Path | None = None,
+    events_path: str | None = None,
     now: datetime | None = None,
 ) -> TrainingResult:
     """Train `models` on the database's data and publish a validated new version; the other
     models are carried over from the current version when it matches the catalog (else all
     are trained). `engine` "spark" fits the event models on Spark (ml/spark_training.py);
-    `events_path`, a Parquet export of the log (ml.export_events), replaces the database's.
+    `events_path`, a Parquet export of the log (ml.export_events; a path or a URL such as
+    hdfs://... or s3://... that pyarrow and Spark both read), replaces the database's.
     `now`: the training's time (default the clock's), which its windows end at."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}")
@@ -729,7 +730,7 @@ async def train(
 
 
 async def _main(
-    progress: bool, models: tuple[str, ...], engine: str = "local", events_path: Path | None = None
+    progress: bool, models: tuple[str, ...], engine: str = "local", events_path: str | None = None
 ) -> None:
     settings = get_settings()
     with database_url(settings.database_url, settings.pgdata_dir) as url:
@@ -781,7 +782,6 @@ def run_cli(models: tuple[str, ...], description: str) -> None:
         )
         parser.add_argument(
             "--events",
-            type=Path,
             metavar="PARQUET",
             help="train on this export of the event log (python -m ml.export_events) instead "
             "of the database's",

@@ -106,7 +106,7 @@ async def test_training_on_spark_publishes_the_local_paths_version(
     await export_events(conn=conn, since=now - timedelta(days=60), path=exported)
     local = await train(conn=conn, settings=settings, now=now)
     on_spark = await train(
-        conn=conn, settings=settings, now=now, engine="spark", events_path=exported
+        conn=conn, settings=settings, now=now, engine="spark", events_path=str(exported)
     )
     assert on_spark.folder != local.folder
     _, ours = load_version(local.folder)

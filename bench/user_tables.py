@@ -1,0 +1,171 @@
+"""What one table per user costs PostgreSQL as users grow.
+
+    python -m bench.user_tables --users 10000 100000 1000000 [--database-url URL]
+
+In a new database (on DATABASE_URL's server, default the embedded one) with the service's
+migrations, users are added in steps up to each count, each with 3 events in their own table and
+the global log as the service writes them (database.simulation.write_user_tables). At each count:
+
+- first event of a new user (its table created in the same statement, as POST /interactions
+  does it): p50 / p95 over 200 new users, one at a time;
+- a returning user's history read on a new connection (a backend's first touch of one of the
+  tables, as after a worker start) and on a warm one;
+- the catalog: pg_class rows, pg_class + pg_attribute size, database size;
+- VACUUM ANALYZE of the whole database (the work autovacuum spreads over time);
+- pg_dump (custom format, to a temporary file) duration, when pg_dump is on PATH.
+
+The database is dropped at the end.
+"""
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pandas as pd
+
+from config.settings import get_settings
+from database.interactions import EventRow, recent_user_events, store_events
+from database.migrations import apply_migrations
+from database.server import database_url
+from database.simulation import copy_events_to_log, write_user_tables
+
+EVENTS_PER_USER = 3
+NEW_USERS_TIMED = 200
+
+
+def _events(first: int, last: int, now: datetime) -> pd.DataFrame:
+    users = np.repeat([f"bench_{i}" for i in range(first, last)], EVENTS_PER_USER)
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "event_type": "product_click",
+            "product_id": "P0000001",
+            "query": None,
+            "timestamp": pd.Timestamp(now - timedelta(hours=1)),
+            "event_id": [str(uuid.uuid4()) for _ in range(len(users))],
+        }
+    )
+
+
+def _percentiles(samples: list[float]) -> str:
+    p50, p95 = np.percentile(np.array(samples) * 1000, [50, 95])
+    return f"{p50:.1f} / {p95:.1f}"
+
+
+async def _measure(url: str, conn: asyncpg.Connection, users: int, round_: int) -> dict:
+    now = datetime.now(UTC)
+    first_events = []
+    for i in range(NEW_USERS_TIMED):
+        event = EventRow(
+            f"new_{round_}_{i}", "product_click", "P0000001", None, now, str(uuid.uuid4()), False
+        )
+        started = time.perf_counter()
+        await store_events(conn=conn, events=[event])
+        first_events.append(time.perf_counter() - started)
+    cold, warm = [], []
+    since = now - timedelta(days=30)
+    for i in np.linspace(0, users - 1, 20).astype(int).tolist():
+        started = time.perf_counter()
+        fresh = await asyncpg.connect(url)
+        await recent_user_events(conn=fresh, user_id=f"bench_{i}", since=since)
+        cold.append(time.perf_counter() - started)
+        await fresh.close()
+        started = time.perf_counter()
+        await recent_user_events(conn=conn, user_id=f"bench_{i}", since=since)
+        warm.append(time.perf_counter() - started)
+    relations = await conn.fetchval("SELECT count(*) FROM pg_class")
+    catalog_mb = await conn.fetchval(
+        "SELECT (pg_total_relation_size('pg_class') + pg_total_relation_size('pg_attribute'))"
+        " / 1048576.0"
+    )
+    database_mb = await conn.fetchval("SELECT pg_database_size(current_database()) / 1048576.0")
+    started = time.perf_counter()
+    await conn.execute("VACUUM ANALYZE", timeout=3 * 3600)
+    vacuum = time.perf_counter() - started
+    dump = None
+    if shutil.which("pg_dump"):
+        started = time.perf_counter()
+        with tempfile.NamedTemporaryFile(suffix=".dump") as dump_file:
+            dumping = await asyncio.create_subprocess_exec(
+                "pg_dump", "-Fc", "--no-sync", "-f", dump_file.name, url
+            )
+            if await dumping.wait() != 0:
+                raise RuntimeError("pg_dump failed")
+        dump = time.perf_counter() - started
+    return {
+        "users": users,
+        "first_event_ms": _percentiles(first_events),
+        "history_new_connection_ms": _percentiles(cold),
+        "history_ms": _percentiles(warm),
+        "pg_class_rows": relations,
+        "catalog_mb": round(float(catalog_mb)),
+        "database_mb": round(float(database_mb)),
+        "vacuum_analyze_s": round(vacuum, 1),
+        "pg_dump_s": None if dump is None else round(dump, 1),
+    }
+
+
+async def _run(server_url: str, counts: list[int]) -> list[dict]:
+    name = f"user_tables_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    results = []
+    try:
+        conn = await asyncpg.connect(url)
+        await apply_migrations(conn)
+        pool = await asyncpg.create_pool(url, min_size=2, max_size=2)
+        have = 0
+        for round_, target in enumerate(sorted(counts)):
+            started = time.perf_counter()
+            for first in range(have, target, 50_000):
+                events = _events(first, min(first + 50_000, target), datetime.now(UTC))
+                await copy_events_to_log(conn=conn, events=events)
+                await write_user_tables(pool=pool, events=events)
+            created = target - have
+            have = target
+            seconds = time.perf_counter() - started
+            result = await _measure(url, conn, target, round_)
+            result["tables_per_s"] = round(created / seconds)
+            print(result, flush=True)
+            results.append(result)
+        await pool.close()
+        await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--database-url", help="a server to create the database on")
+    args = parser.parse_args()
+    settings = get_settings()
+    with database_url(args.database_url or settings.database_url, Path(settings.pgdata_dir)) as url:
+        results = asyncio.run(_run(url, args.users))
+    print(
+        "\n| users | tables/s while adding | first event p50/p95 ms | history read, new"
+        " connection p50/p95 ms | history read p50/p95 ms | pg_class rows | pg_class +"
+        " pg_attribute MB | database MB | VACUUM ANALYZE s | pg_dump s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['users']:,} | {r['tables_per_s']} | {r['first_event_ms']} "
+            f"| {r['history_new_connection_ms']} | {r['history_ms']} | {r['pg_class_rows']:,} "
+            f"| {r['catalog_mb']:,} | {r['database_mb']:,} | {r['vacuum_analyze_s']} "
+            f"| {r['pg_dump_s']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
