@@ -71,7 +71,7 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def measure(engine: str, parquet: Path, products: int) -> dict:
+def measure(engine: str, parquet: Path, products: int, now: float) -> dict:
     child = subprocess.Popen(
         [
             sys.executable,
@@ -81,6 +81,7 @@ def measure(engine: str, parquet: Path, products: int) -> dict:
             engine,
             str(parquet),
             str(products),
+            str(now),
         ],
         stdout=subprocess.PIPE,
         text=True,
