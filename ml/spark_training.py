@@ -15,6 +15,7 @@ bit-equal. Item-CF sums float products in another order than scipy: equal to ~1e
 pyspark is the optional extra `spark` (`pip install '.[spark]'`); Spark needs Java 17+.
 """
 
+import logging
 import os
 import time
 from datetime import datetime
@@ -33,6 +34,9 @@ from ml.train_sessions import MAX_SESSION_LENGTH, SESSION_GAP_SECONDS, session_i
 def spark_session(driver_memory: str) -> SparkSession:
     """The session: spark-submit's (master, memory, ...) when launched by it, else local mode on
     every core of this machine with `driver_memory`."""
+    # py4j logs every gateway connection it opens and closes at INFO (and at interpreter exit,
+    # to handlers already closed): only its warnings are worth reading.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     conf = SparkConf()  # holds what spark-submit or spark-defaults.conf set
     builder = (
         SparkSession.builder.appName("recsys-train")
