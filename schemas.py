@@ -198,11 +198,19 @@ class RecommendationQuery(BaseModel):
     limit: int = Field(default=20, ge=1, le=MAX_LIMIT, examples=[20])
     offset: int = Field(default=0, ge=0, le=1000, examples=[0])
     category: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+        Annotated[
+            str,
+            # The search text's pattern: the schema says a blank value is refused (the fuzzer
+            # found "category= " valid by the schema and refused by the server).
+            StringConstraints(
+                strip_whitespace=True, min_length=1, max_length=100, pattern=SEARCH_TEXT_PATTERN
+            ),
+        ]
         | None
     ) = Field(
         default=None,
-        description="Main or sub-category to keep (any it is listed under).",
+        description="Main or sub-category to keep (any it is listed under); not blank, no "
+        "control characters.",
         examples=["Headphones"],
     )
     min_price: float | None = Field(

@@ -165,6 +165,12 @@ async def test_filters_and_paging(client, app, conn, settings):
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.max_price"
     bad_user = await client.get("/recommendations/home", params={"user_id": "x'; --"})
     assert bad_user.status_code == 422 and bad_user.headers["content-type"] == PROBLEM
+    # A blank category is refused, and the OpenAPI pattern says so (the fuzzer found " ").
+    blank = await client.get("/recommendations/home", params={"user_id": "f4", "category": " "})
+    assert blank.status_code == 422 and blank.json()["errors"][0]["field"] == "query.category"
+    pattern = (await client.get("/openapi.json")).json()["paths"]["/recommendations/home"]["get"]
+    category = next(p for p in pattern["parameters"] if p["name"] == "category")
+    assert "pattern" in str(category["schema"])
 
 
 async def test_version_switch_while_serving(client, app, conn, settings):
