@@ -64,3 +64,8 @@ def empty_triplet(n_rows: int) -> dict[str, np.ndarray]:
         "indices": np.zeros(0, dtype=np.int32),
         "scores": np.zeros(0, dtype=np.float32),
     }
+
+
+def prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A triplet's arrays named as a version stores them: cf_indptr, coclick_scores, ..."""
+    return {f"{prefix}_{key}": value for key, value in triplet.items()}

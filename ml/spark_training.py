@@ -27,6 +27,8 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from config.settings import Settings
+from ml.neighbors import prefixed
+from ml.train_coclick import RULES_PER_ITEM
 from ml.train_ease import ease_from_gram, ease_neighbors, modelled_items
 from ml.train_sessions import MAX_SESSION_LENGTH, SESSION_GAP_SECONDS, session_index
 
@@ -114,12 +116,12 @@ class SparkEventModels:
         counts: dict[str, int] = {}
         if "cf" in models:
             started = time.perf_counter()
-            arrays |= _prefix("cf", self._item_cf(clicks, end))
+            arrays |= prefixed("cf", self._item_cf(clicks, end))
             seconds["collaborative"] = time.perf_counter() - started
         if "ease" in models:
             started = time.perf_counter()
             model = self._ease(clicks)
-            arrays |= _prefix("ease", ease_neighbors(model, self.n_items, settings.cf_top_k))
+            arrays |= prefixed("ease", ease_neighbors(model, self.n_items, settings.cf_top_k))
             counts["ease_items"] = len(model.items)
             seconds["ease"] = time.perf_counter() - started
         if "coclick" in models or "sessions" in models:
@@ -129,9 +131,7 @@ class SparkEventModels:
             # Sessions numbered by their last click (then user, as locally); items in the order
             # of their last click within the session.
             rows = rows.sort_values(["end", "user_id", "session", "last_step"], kind="stable")
-            number = (
-                rows[["user_id", "session"]].ne(rows[["user_id", "session"]].shift()).any(axis=1)
-            ).cumsum().to_numpy() - 1
+            number = rows.groupby(["user_id", "session"], sort=False).ngroup().to_numpy()
             sessions = session_index(number, rows["item"].to_numpy(), self.n_items)
             counts["sessions"] = len(sessions["sessions_session_indptr"]) - 1
             if "sessions" in models:
@@ -140,7 +140,7 @@ class SparkEventModels:
             if "coclick" in models:
                 started = time.perf_counter()
                 rules, counts["co_click_rules"] = self._co_click_rules(kept, counts["sessions"])
-                arrays |= _prefix("coclick", rules)
+                arrays |= prefixed("coclick", rules)
                 seconds["coclick"] = time.perf_counter() - started
             kept.unpersist()
         return arrays, seconds, counts
@@ -283,10 +283,6 @@ class SparkEventModels:
             .persist()
         )
         count = rules.count()
-        top = _top_k(rules.where(F.col("score") > 0), 50).toPandas()
+        top = _top_k(rules.where(F.col("score") > 0), RULES_PER_ITEM).toPandas()
         rules.unpersist()
         return _triplet(top, self.n_items), count
-
-
-def _prefix(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"{prefix}_{key}": value for key, value in triplet.items()}

@@ -15,6 +15,8 @@ import scipy.sparse as sp
 
 from ml.neighbors import to_csr_triplet, top_k_per_row
 
+RULES_PER_ITEM = 50  # consequents kept per antecedent
+
 
 def co_click_rules(
     session_indptr: np.ndarray,
@@ -24,7 +26,7 @@ def co_click_rules(
     min_sessions: int,
     min_confidence: float,
     min_lift: float,
-    k: int = 50,
+    k: int = RULES_PER_ITEM,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Rules A -> B over sessions given as CSR (each session's distinct items).
 
