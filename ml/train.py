@@ -33,6 +33,7 @@ from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from database.trending import update_trending
 from ml.export_events import read_events, write_events
+from ml.neighbors import prefixed
 from ml.prepare_home import prepare_home_rankings, ranker_trending
 from ml.train_coclick import co_click_rules
 from ml.train_collaborative import interaction_matrix, item_neighbors
@@ -76,10 +77,6 @@ class TrainingResult:
     @property
     def rules(self) -> int:
         return self.counts.get("co_click_rules", 0)
-
-
-def _prefixed(prefix: str, triplet: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"{prefix}_{key}": value for key, value in triplet.items()}
 
 
 MODELS = ("content", "cf", "coclick", "sessions", "ease", "profiles", "embeddings")
@@ -159,7 +156,9 @@ def train_arrays(
         event_models = tuple(m for m in models if m in EVENT_MODELS)
         if event_models:
             if event_models_fn is None:
-                fitted = event_arrays(arrays["product_ids"], clicks, settings, now, event_models)
+                fitted = event_arrays(
+                    arrays["product_ids"], in_click_order(clicks), settings, now, event_models
+                )
             else:
                 fitted = event_models_fn(now, event_models)
             arrays |= fitted[0]
@@ -172,7 +171,9 @@ def train_arrays(
 def local_event_models(
     product_ids: np.ndarray, clicks: pd.DataFrame, settings: Settings
 ) -> EventModels:
-    """The event models fitted in this process, on in-memory clicks."""
+    """The event models fitted in this process, on in-memory clicks (ordered once for all the
+    windows it is asked for)."""
+    clicks = in_click_order(clicks)
 
     def fit(now: datetime, models: tuple[str, ...]):
         window = clicks[
@@ -184,6 +185,13 @@ def local_event_models(
     return fit
 
 
+def in_click_order(clicks: pd.DataFrame) -> pd.DataFrame:
+    """Clicks in one order (user, time, product): sessions, and so their numbering and the
+    lists built from them, do not depend on the order the log was read in (the Spark engine
+    orders them the same way)."""
+    return clicks.sort_values(["user_id", "epoch", "product_id"], kind="stable")
+
+
 def event_arrays(
     product_ids: np.ndarray,
     clicks: pd.DataFrame,
@@ -191,14 +199,12 @@ def event_arrays(
     now: datetime,
     models: tuple[str, ...],
 ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, int]]:
-    """Item-CF, EASE, past sessions and co-click rules from clicks (user_id, product_id, epoch)."""
+    """Item-CF, EASE, past sessions and co-click rules from clicks (user_id, product_id, epoch)
+    in_click_order."""
     arrays: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
     n_items = len(product_ids)
-    # One order for the clicks (user, time, product): sessions, and so their numbering and the
-    # lists built from them, do not depend on the order the log was read in.
-    clicks = clicks.sort_values(["user_id", "epoch", "product_id"], kind="stable")
     item_positions = pd.Index(product_ids).get_indexer(clicks["product_id"])
     known = item_positions >= 0  # clicks on products no longer in the catalog are ignored
     clicks = clicks[known]
@@ -212,7 +218,7 @@ def event_arrays(
         half_life_hours = settings.cf_half_life_days * 24
         cf_weights = np.power(0.5, age_hours / half_life_hours)
         user_items = interaction_matrix(user_positions, item_positions, cf_weights, n_items)
-        arrays |= _prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
+        arrays |= prefixed("cf", item_neighbors(user_items, settings.cf_top_k))
         seconds["collaborative"] = time.perf_counter() - started
 
     if "ease" in models:
@@ -221,7 +227,7 @@ def event_arrays(
             user_positions, item_positions, np.ones(len(item_positions), np.float32), n_items
         )
         ease = fit_ease(binary, l2=settings.ease_l2, max_items=settings.ease_max_items)
-        arrays |= _prefixed("ease", ease_neighbors(ease, n_items, settings.cf_top_k))
+        arrays |= prefixed("ease", ease_neighbors(ease, n_items, settings.cf_top_k))
         counts["ease_items"] = len(ease.items)
         seconds["ease"] = time.perf_counter() - started
     if "coclick" in models or "sessions" in models:
@@ -251,7 +257,7 @@ def event_arrays(
             min_confidence=settings.coclick_min_confidence,
             min_lift=settings.coclick_min_lift,
         )
-        arrays |= _prefixed("coclick", rules_triplet)
+        arrays |= prefixed("coclick", rules_triplet)
         seconds["coclick"] = time.perf_counter() - started
     return arrays, seconds, counts
 
@@ -302,7 +308,7 @@ def _content_arrays(
     arrays: dict[str, np.ndarray] = {}
     matrix, vocabulary, idf = fit_tfidf(catalog["name"].tolist(), catalog["sub_category"].tolist())
     with tqdm(total=n_items, desc="content top-k", disable=not progress, unit="item") as bar:
-        arrays |= _prefixed(
+        arrays |= prefixed(
             "content",
             similar_products(
                 matrix,
