@@ -10,6 +10,8 @@ the global log as the service writes them (database.simulation.write_user_tables
   does it): p50 / p95 over 200 new users, one at a time;
 - a returning user's history read on a new connection (a backend's first touch of one of the
   tables, as after a worker start) and on a warm one;
+- the service's start-up on the database side: its pool opened (DB_POOL_MIN_SIZE connections)
+  and the migrations checked, as main.py's lifespan does before loading the catalog;
 - the catalog: pg_class rows, pg_class + pg_attribute size, database size;
 - VACUUM ANALYZE of the whole database (the work autovacuum spreads over time);
 - pg_dump (custom format, to a temporary file) duration, when pg_dump is on PATH.
@@ -33,6 +35,7 @@ import pandas as pd
 from config.settings import get_settings
 from database.interactions import EventRow, recent_user_events, store_events
 from database.migrations import apply_migrations
+from database.pool import create_pool
 from database.server import database_url
 from database.simulation import copy_events_to_log, write_user_tables
 
@@ -80,6 +83,17 @@ async def _measure(url: str, conn: asyncpg.Connection, users: int, round_: int) 
         started = time.perf_counter()
         await recent_user_events(conn=conn, user_id=f"bench_{i}", since=since)
         warm.append(time.perf_counter() - started)
+    settings = get_settings()
+    start_ups = []
+    for _ in range(5):
+        started = time.perf_counter()
+        pool = await create_pool(
+            url, min_size=settings.db_pool_min_size, max_size=settings.db_pool_max_size
+        )
+        async with pool.acquire() as pooled:
+            await apply_migrations(pooled)
+        start_ups.append(time.perf_counter() - started)
+        await pool.close()
     relations = await conn.fetchval("SELECT count(*) FROM pg_class")
     catalog_mb = await conn.fetchval(
         "SELECT (pg_total_relation_size('pg_class') + pg_total_relation_size('pg_attribute'))"
@@ -115,6 +129,7 @@ async def _measure(url: str, conn: asyncpg.Connection, users: int, round_: int) 
         "first_event_ms": _percentiles(first_events),
         "history_new_connection_ms": _percentiles(cold),
         "history_ms": _percentiles(warm),
+        "start_up_database_ms": _percentiles(start_ups),
         "pg_class_rows": relations,
         "catalog_mb": round(float(catalog_mb)),
         "database_mb": round(float(database_mb)),
@@ -126,6 +141,9 @@ async def _measure(url: str, conn: asyncpg.Connection, users: int, round_: int) 
 async def _run(server_url: str, counts: list[int]) -> list[dict]:
     name = f"user_tables_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(server_url)
+    # The server settings that move these figures, printed with them.
+    for setting in ("server_version", "autovacuum", "shared_buffers", "max_locks_per_transaction"):
+        print(setting, await admin.fetchval(f"SHOW {setting}"), flush=True)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = server_url.rsplit("/", 1)[0] + f"/{name}"
     results = []
@@ -165,14 +183,16 @@ def main() -> None:
         results = asyncio.run(_run(url, args.users))
     print(
         "\n| users | tables/s while adding | first event p50/p95 ms | history read, new"
-        " connection p50/p95 ms | history read p50/p95 ms | pg_class rows | pg_class +"
+        " connection p50/p95 ms | history read p50/p95 ms | service start-up, database"
+        " p50/p95 ms | pg_class rows | pg_class +"
         " pg_attribute MB | database MB | VACUUM ANALYZE s | pg_dump s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['users']:,} | {r['tables_per_s']} | {r['first_event_ms']} "
-            f"| {r['history_new_connection_ms']} | {r['history_ms']} | {r['pg_class_rows']:,} "
+            f"| {r['history_new_connection_ms']} | {r['history_ms']} "
+            f"| {r['start_up_database_ms']} | {r['pg_class_rows']:,} "
             f"| {r['catalog_mb']:,} | {r['database_mb']:,} | {r['vacuum_analyze_s']} "
             f"| {r['pg_dump_s']} |"
         )
