@@ -4,6 +4,7 @@ and filled as the API would have done (but a batch of users per transaction)."""
 import asyncio
 
 import asyncpg
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -31,7 +32,17 @@ async def write_user_tables(
     async with pool.acquire() as conn:
         rows = await conn.fetch("SELECT user_id FROM user_interaction_tables")
     existing = {r["user_id"] for r in rows}
-    groups = [(u, g) for u, g in events.groupby("user_id", sort=True) if u not in existing]
+    # The records are made once for the whole frame and sliced per user: pandas per user
+    # (a group's frame, its nulls replaced) cost ~4 ms, more than PostgreSQL's table creation.
+    events = events.sort_values("user_id", kind="stable")
+    users = events["user_id"].to_numpy()
+    records = list(_nulls_as_none(events[USER_COLUMNS]).itertuples(index=False, name=None))
+    bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+    groups = [
+        (users[start], records[start:end])
+        for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+        if users[start] not in existing
+    ]
     batches = [
         groups[start : start + USERS_PER_TRANSACTION]
         for start in range(0, len(groups), USERS_PER_TRANSACTION)
@@ -48,16 +59,12 @@ async def write_user_tables(
     return len(groups)
 
 
-async def _write_batch(conn: asyncpg.Connection, batch: list[tuple[str, pd.DataFrame]]) -> None:
+async def _write_batch(conn: asyncpg.Connection, batch: list[tuple[str, list[tuple]]]) -> None:
     async with conn.transaction():
-        for user_id, group in batch:
+        for user_id, records in batch:
             name = user_table_name(user_id)
             await conn.fetchval(CREATE_USER_TABLE, user_id, name, user_index_name(user_id))
-            await conn.copy_records_to_table(
-                name,
-                records=_nulls_as_none(group[USER_COLUMNS]).itertuples(index=False, name=None),
-                columns=USER_COLUMNS,
-            )
+            await conn.copy_records_to_table(name, records=records, columns=USER_COLUMNS)
 
 
 def _nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:
