@@ -17,6 +17,8 @@ import numpy as np
 
 CURRENT = "current"
 MANIFEST = "manifest.json"
+# Files whose checksum matched, with the size and mtime they had then (see verify_checksums).
+VERIFIED = ".verified.json"
 SYNONYMS_FILE = "synonyms.txt"
 
 
@@ -89,13 +91,40 @@ def load_version(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 def verify_checksums(folder: Path) -> None:
     """ValueError unless every file the manifest lists is there with its recorded SHA-256 (a
-    truncated copy, a disk error, a hand edit)."""
+    truncated copy, a disk error, a hand edit). A file hashed before and unchanged since (same
+    size and modification time, recorded in VERIFIED) is not hashed again: at 550k products the
+    version is 1.6 GB, seconds of a worker's start-up, and every worker starts on the same files."""
     manifest = json.loads((folder / MANIFEST).read_text())
+    checked = _verified_files(folder)
+    stats = {}
     for name, digest in manifest["files"].items():
-        if not (folder / name).is_file():
-            raise ValueError(f"{folder / name}: missing")
-        if _sha256(folder / name) != digest:
-            raise ValueError(f"{folder / name}: checksum mismatch")
+        path = folder / name
+        if not path.is_file():
+            raise ValueError(f"{path}: missing")
+        stat = path.stat()
+        stats[name] = [digest, stat.st_size, stat.st_mtime_ns]
+        if checked.get(name) != stats[name] and _sha256(path) != digest:
+            raise ValueError(f"{path}: checksum mismatch")
+    if stats != checked:
+        _remember_verified(folder, stats)
+
+
+def _verified_files(folder: Path) -> dict:
+    try:
+        return json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember_verified(folder: Path, stats: dict) -> None:
+    """Written whole and renamed into place (workers verify at once); a read-only artifacts
+    volume simply means hashing at every start."""
+    temporary = folder / f"{VERIFIED}.{os.getpid()}"
+    try:
+        temporary.write_text(json.dumps(stats))
+        os.replace(temporary, folder / VERIFIED)
+    except OSError:
+        temporary.unlink(missing_ok=True)
 
 
 def earlier_versions(root: Path, folder: Path) -> list[Path]:

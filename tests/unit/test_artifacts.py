@@ -1,9 +1,12 @@
 """Artifact save -> load round trip and model training on tiny synthetic data."""
 
+import json
+
 import numpy as np
 import pytest
 
 from ml.train_content_model import fit_tfidf, similar_products
+from services import artifacts
 from services.artifacts import (
     current_version_folder,
     load_version,
@@ -34,6 +37,32 @@ def test_save_load_round_trip(tmp_path):
     (folder / "scores.npy").write_bytes(b"corrupt")
     with pytest.raises(ValueError):
         verify_checksums(folder)
+
+
+def test_files_verified_once_are_hashed_again_only_when_changed(tmp_path, monkeypatch):
+    arrays = {"a": np.arange(10), "b": np.ones(5, dtype=np.float32)}
+    folder = write_version(tmp_path, arrays, inputs={"products": 10})
+    hashed = []
+    real_sha256 = artifacts._sha256
+    monkeypatch.setattr(
+        artifacts, "_sha256", lambda path: hashed.append(path.name) or real_sha256(path)
+    )
+    verify_checksums(folder)
+    assert sorted(hashed) == ["a.npy", "b.npy"] and (folder / artifacts.VERIFIED).is_file()
+    hashed.clear()
+    verify_checksums(folder)  # a second worker, a restart: nothing changed, nothing hashed
+    assert hashed == []
+    array = folder / "b.npy"  # same size, other bytes, a newer mtime
+    array.write_bytes(array.read_bytes()[:-4] + b"\xff\xff\xff\xff")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        verify_checksums(folder)
+    assert hashed == ["b.npy"]
+    np.save(array, arrays["b"])  # restored: verified again, and remembered
+    verify_checksums(folder)
+    hashed.clear()
+    verify_checksums(folder)
+    assert hashed == []
+    assert "manifest.json" not in json.loads((folder / artifacts.VERIFIED).read_text())
 
 
 def test_content_neighbours_prefer_same_kind():
