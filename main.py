@@ -31,7 +31,7 @@ from routers import metrics as metrics_router
 from routers.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from routers.problems import install_problem_docs, install_problem_handlers
 from schemas import MAX_BODY_BYTES
-from services import metrics, text_encoder
+from services import metrics
 from services.catalog import Catalog
 from services.feeds import warm_caches
 from services.interactions import EventWriter
@@ -160,11 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         started = time.perf_counter()
         embedded = None
         watcher = None
-        # The sentence encoder loads meanwhile (torch import and a first run: seconds): only a
-        # search whose query training did not embed waits for it (routers/recommendations.py).
-        app.state.encoder = asyncio.create_task(
-            asyncio.to_thread(text_encoder.warm_up, settings.search_torch_threads)
-        )
+        # The torch encoder, for a version trained before its encoder was exported (the
+        # version's own ONNX encoder loads with it): started by the first search that needs it.
+        app.state.encoder = None
         url = settings.database_url
         if not url:
             # Starting the embedded server blocks for ~0.5 s: keep it off the event loop.
@@ -196,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with pool.acquire() as conn:
                 app.state.catalog = await load_catalog(conn)
             done("catalog")
-            app.state.models = ModelStore(settings.artifacts_dir)
+            app.state.models = ModelStore(settings.artifacts_dir, settings.search_torch_threads)
             app.state.trending = None
             await refresh_models(app)
             done("models")

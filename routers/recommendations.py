@@ -37,7 +37,7 @@ from services.feeds import (
     session_feed,
     similar_feed,
 )
-from services.text_encoder import embed_query
+from services.text_encoder import embed_query, warm_up
 from services.variants import assign_variant
 
 logger = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ async def _recent_events(pool, user_id: str, since: datetime) -> tuple[list[dict
 
 async def _query_vector(request: Request, bundle, text: str) -> np.ndarray | None:
     """The query's embedding: one training embedded (the log's frequent queries, shared by the
-    workers), one this worker embedded lately, or a new one (about 10 ms of torch, off the
-    event loop)."""
+    workers), one this worker embedded lately, or a new one (the version's ONNX encoder, a few
+    ms off the event loop). None when no encoder works: the search is lexical only."""
     vector = bundle.cached_query_vector(text)
     if vector is not None:
         metrics.QUERY_EMBEDDINGS.labels("trained").inc()
@@ -102,17 +102,29 @@ async def _query_vector(request: Request, bundle, text: str) -> np.ndarray | Non
     if vector is not None:
         metrics.QUERY_EMBEDDINGS.labels("recent").inc()
         return vector
-    try:
-        await asyncio.shield(request.app.state.encoder)  # still loading right after a start
-    except Exception:
-        logger.exception("the sentence encoder did not load: lexical search only")
-        return None
     started = time.perf_counter()
-    vector = await run_in_threadpool(embed_query, text)
+    try:
+        if bundle.query_encoder is not None:
+            vector = await run_in_threadpool(bundle.query_encoder.embed, text)
+        else:
+            vector = await _torch_embedding(request.app, text)
+    except Exception:
+        logger.exception("the query encoder failed: lexical search only")
+        return None
     metrics.QUERY_EMBEDDINGS.labels("encoded").inc()
     metrics.QUERY_ENCODE_SECONDS.observe(time.perf_counter() - started)
     recent.put(text, vector)
     return vector
+
+
+async def _torch_embedding(app, text: str) -> np.ndarray:
+    """A version from before the ONNX export: the torch model, loaded by the first search that
+    needs it (seconds; later ones wait for the same load)."""
+    if app.state.encoder is None:
+        threads = app.state.settings.search_torch_threads
+        app.state.encoder = asyncio.ensure_future(asyncio.to_thread(warm_up, threads))
+    await asyncio.shield(app.state.encoder)
+    return await run_in_threadpool(embed_query, text)
 
 
 def _filters(query: RecommendationQuery) -> Filters:

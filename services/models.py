@@ -20,6 +20,7 @@ from services.home_rankings import PreparedRanking, prepared_ranking
 from services.ranking import RANKER_FILE, Ranker
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
+from services.text_encoder import QueryEncoder, open_query_encoder
 from services.vector_index import INDEX_FILE, open_index
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class ModelBundle:
     home_users: dict[str, int] = field(default_factory=dict)  # user -> row of home_* arrays
     # user -> row of the profile_* arrays (searching the mapped id array cost ~0.3 ms a request)
     profile_users: dict[str, int] = field(default_factory=dict)
+    # Embeds a query no training embedded; None for a version from before the ONNX export.
+    query_encoder: QueryEncoder | None = None
 
     def prepared_home(self, user_id: str, events: list[dict]) -> PreparedRanking | None:
         """Training's home ranking of the user if it saw exactly these events, else None."""
@@ -155,11 +158,13 @@ def user_profile(bundle: ModelBundle, user_id: str) -> dict[str, dict[str, float
     return profile
 
 
-def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) -> ModelBundle:
+def load_bundle(
+    folder: Path, catalog_size: int, position_of: dict[str, int], encoder_threads: int = 1
+) -> ModelBundle:
     manifest, arrays = load_version(folder)
     synonyms_file = folder / SYNONYMS_FILE
     index_file = folder / INDEX_FILE
-    return bundle_from_arrays(
+    bundle = bundle_from_arrays(
         arrays,
         catalog_size,
         position_of,
@@ -170,6 +175,8 @@ def load_bundle(folder: Path, catalog_size: int, position_of: dict[str, int]) ->
         vector_index=open_index(index_file) if index_file.exists() else None,
         ranker=_ranker(folder),
     )
+    bundle.query_encoder = open_query_encoder(folder, encoder_threads)
+    return bundle
 
 
 def _ranker(folder: Path) -> Ranker | None:
@@ -256,8 +263,9 @@ class ModelStore:
     """Holds the serving bundle: `load_new()` loads a newly published version (off the event
     loop), `install()` makes it the one requests use."""
 
-    def __init__(self, artifacts_dir: Path):
+    def __init__(self, artifacts_dir: Path, encoder_threads: int = 1):
         self.artifacts_dir = artifacts_dir
+        self.encoder_threads = encoder_threads
         self.bundle: ModelBundle | None = None
         self.last_error: str | None = None
         self._failed_folder: Path | None = None
@@ -284,7 +292,7 @@ class ModelStore:
         for earlier in earlier_versions(self.artifacts_dir, folder):
             try:
                 verify_checksums(earlier)
-                bundle = load_bundle(earlier, catalog_size, position_of)
+                bundle = load_bundle(earlier, catalog_size, position_of, self.encoder_threads)
             except ARTIFACT_ERRORS as exc:
                 logger.warning("earlier version %s not usable either: %s", earlier.name, exc)
                 continue
@@ -305,7 +313,7 @@ class ModelStore:
         try:
             if verify:
                 verify_checksums(folder)
-            return load_bundle(folder, catalog_size, position_of)
+            return load_bundle(folder, catalog_size, position_of, self.encoder_threads)
         except ARTIFACT_ERRORS as exc:
             self._failed_folder = folder
             self.last_error = f"{folder.name}: {exc}"

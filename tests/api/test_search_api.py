@@ -243,16 +243,32 @@ def test_the_query_lru_keeps_the_most_recently_used():
 
 
 async def test_a_search_while_the_encoder_is_unavailable_answers_from_lexical_matches(client, app):
-    import asyncio
+    class BrokenEncoder:  # an onnxruntime session that fails at run time
+        def embed(self, query):
+            raise RuntimeError("onnxruntime: session failed")
 
-    async def broken():
-        raise OSError("model files unreadable")
-
-    loaded = app.state.encoder
-    app.state.encoder = asyncio.ensure_future(broken())
+    bundle = app.state.models.bundle
+    loaded, bundle.query_encoder = bundle.query_encoder, BrokenEncoder()
     try:
         body = await _search(client, q="wireless earbuds never embedded before", limit=10)
     finally:
-        app.state.encoder = loaded
+        bundle.query_encoder = loaded
     assert body["items"] and body["strategy"] == "search"
     assert all("semantic" not in _signals(item) for item in body["items"])
+
+
+async def test_a_version_without_an_exported_encoder_embeds_queries_with_the_torch_model(
+    client, app
+):
+    bundle = app.state.models.bundle
+    query = "a thermos flask for a winter hike"
+    expected = await _search(client, q=query, limit=10)  # the version's ONNX encoder
+    app.state.query_vectors = type(app.state.query_vectors)(16)  # forget the embedding
+    loaded, bundle.query_encoder = bundle.query_encoder, None
+    try:
+        body = await _search(client, q=query, limit=10)
+    finally:
+        bundle.query_encoder = loaded
+    assert app.state.encoder is not None and app.state.encoder.done()  # loaded on demand
+    assert [i["id"] for i in body["items"]] == [i["id"] for i in expected["items"]]
+    assert any("semantic" in _signals(item) for item in body["items"])

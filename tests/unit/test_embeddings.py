@@ -1,8 +1,9 @@
 """Product embeddings with the real all-MiniLM-L6-v2: incremental re-encoding and the index."""
 
 import numpy as np
+import pytest
 
-from ml.train_embeddings import build_index, product_embeddings
+from ml.train_embeddings import build_index, export_query_encoder, product_embeddings
 from services import text_encoder
 from services.vector_index import open_index
 
@@ -48,3 +49,28 @@ def test_index_round_trip_answers_nearest_neighbours(tmp_path):
     matches = index.search(query, 2)
     assert matches.keys[0] == 0
     assert 1 - matches.distances[0] > 0.5
+
+
+def test_the_exported_query_encoder_embeds_as_the_torch_model(tmp_path):
+    files = export_query_encoder(tmp_path)
+    assert set(files) == {text_encoder.QUERY_ENCODER_FILE, text_encoder.QUERY_TOKENIZER_FILE}
+    encoder = text_encoder.open_query_encoder(tmp_path)
+    queries = [
+        "wireless earphones",
+        "SAMSUNG Galaxy M14 5G",  # upper case: the tokenizer lowercases, as the model's does
+        "ऑफिस चेयर",  # not English: word pieces of the multilingual vocabulary tail
+        # Past MAX_SEQ_LENGTH tokens: both truncate at the same token.
+        "red running shoes for men with memory foam soles, lace-up, breathable mesh upper, "
+        "anti-slip rubber outsole, lightweight and durable, size 8 to 11, colour red and black",
+        *TEXTS,
+    ]
+    for query in queries:
+        onnx_vector = encoder.embed(query)
+        torch_vector = text_encoder.embed_query(query)
+        assert onnx_vector.shape == (text_encoder.EMBEDDING_DIM,)
+        assert float(onnx_vector @ torch_vector) == pytest.approx(1.0, abs=1e-5), query
+    assert not encoder.embed("x").flags.writeable  # shared once cached
+    assert text_encoder.open_query_encoder(tmp_path / "elsewhere") is None
+    (tmp_path / text_encoder.QUERY_ENCODER_FILE).write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="query encoder"):  # a broken version, not a crash
+        text_encoder.open_query_encoder(tmp_path)
