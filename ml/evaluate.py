@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import asyncpg
@@ -34,7 +34,13 @@ from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from ml.evaluate_sessions import evaluate_sessions, load_sessions
 from ml.evaluate_sessions import markdown as sessions_markdown
-from ml.train import MODELS, previous_embeddings, train_arrays, train_ranker_file
+from ml.train import (
+    MODELS,
+    previous_embeddings,
+    query_encoder_files,
+    train_arrays,
+    train_ranker_file,
+)
 from ml.train_collaborative import interaction_matrix
 from ml.train_ease import fit_ease
 from ml.train_ranker import history_events, trending_at
@@ -59,8 +65,6 @@ from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
 from services.variants import variants_of
 from services.vector_index import INDEX_FILE
-
-_embed_query = lru_cache(maxsize=None)(embed_query)  # the cases repeat their queries
 
 K = 10
 WEIGHT_GRID = [
@@ -244,6 +248,8 @@ def _train_bundle(
     files = {SYNONYMS_FILE: settings.synonyms_path}
     if "embeddings" in models:
         files[INDEX_FILE] = work / INDEX_FILE
+        # Queries embedded as serving embeds them (the current version's export, reused).
+        files |= query_encoder_files(current_version_folder(settings.artifacts_dir), work)
     ranking = train_ranker_file(
         catalog, split.train, settings, split.cutoff, arrays, work / RANKER_FILE
     )
@@ -412,6 +418,9 @@ def _evaluate_search(
     )
     variants = {"lexical + semantic (RRF)": True, "lexical only": False}
     scores = {name: Scores() for name in variants}
+    # As serving embeds a query: the version's exported encoder (else the torch model), once
+    # per query (the cases repeat their queries).
+    embed = cache(bundle.query_encoder.embed if bundle.query_encoder else embed_query)
     for case in tqdm(cases.itertuples(), total=len(cases), desc="search", disable=not progress):
         relevant = (
             {catalog.position_of[case.clicked]} if case.clicked in catalog.position_of else set()
@@ -423,7 +432,7 @@ def _evaluate_search(
             if semantic and bundle.vector_index is not None:
                 vector = bundle.cached_query_vector(case.query)
                 if vector is None:
-                    vector = _embed_query(case.query.lower())
+                    vector = embed(case.query.lower())
             feed = search_feed(
                 catalog=catalog,
                 bundle=bundle,
