@@ -46,7 +46,8 @@ for query in queries:
     embed(query)
     seconds.append(time.perf_counter() - started)
 p50, p95 = np.percentile(np.array(seconds) * 1000, [50, 95])
-print(json.dumps({"encoder": kind, "load_s": round(load, 2), "rss_anon_mb": round(rss_anon_mb() - before),
+print(json.dumps({"encoder": kind, "load_s": round(load, 2),
+                  "rss_anon_mb": round(rss_anon_mb() - before),
                   "p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2)}))
 """
 
