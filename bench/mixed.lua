@@ -1,7 +1,7 @@
 -- wrk script for the recommendation service, driven by bench/load.py:
 --   wrk -t2 -c32 -d30s -s bench/mixed.lua http://127.0.0.1:8000 -- <data file> <mode>
 -- mode: mixed (70 % home for known and new users, 15 % similar products, 10 % search,
--- 5 % POST /interactions), or one of home | home_known | similar | search | search_unseen |
+-- 5 % POST /interactions), or one of home | home_known | home_new | similar | search | search_unseen |
 -- post | health.
 -- The data file has sections "#users", "#products" and "#queries" (URL-encoded), one per line.
 
@@ -55,6 +55,8 @@ function request()
     -- A query no training embedded and no cache holds: the encoder runs for every request.
     local q = pick(queries) .. "+" .. math.random(1, 1000000000)
     return wrk.format("GET", "/recommendations/search?limit=20&q=" .. q)
+  elseif kind == "home_new" then
+    return wrk.format("GET", "/recommendations/home?limit=20&user_id=new_" .. math.random(1, 1000000000))
   elseif kind == "home_known" then
     return wrk.format("GET", "/recommendations/home?limit=20&user_id=" .. pick(known))
   elseif kind == "search" then

@@ -1,9 +1,14 @@
 """Typed dependencies shared by the routers."""
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar, get_origin
 
 import asyncpg
 from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 async def get_pool(request: Request) -> asyncpg.Pool:
@@ -12,3 +17,41 @@ async def get_pool(request: Request) -> asyncpg.Pool:
 
 
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+
+def query_model(model: type[Model]) -> Callable[[Request], Coroutine[Any, Any, Model]]:
+    """A dependency validating the query string against `model` in one pydantic call, the same
+    rules and 422 as `Annotated[model, Query()]`: FastAPI's own parsing of a query model
+    inspects every field's annotation on every request (a quarter of a light request's CPU).
+    Document the parameters with `openapi_extra=query_parameters(model)`."""
+    lists = {
+        name for name, field in model.model_fields.items() if get_origin(field.annotation) is list
+    }
+
+    async def parse(request: Request) -> Model:
+        params = request.query_params
+        data = {key: params.getlist(key) if key in lists else params[key] for key in params}
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            raise RequestValidationError(
+                [error | {"loc": ("query", *error["loc"])} for error in errors]
+            ) from None
+
+    return parse
+
+
+def query_parameters(model: type[BaseModel]) -> dict:
+    """The OpenAPI query parameters of `model`, as FastAPI documents `Annotated[model, Query()]`
+    (for routes that parse it with `query_model`)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        parameter = {"name": name, "in": "query", "required": name in required}
+        if "description" in field_schema:
+            parameter["description"] = field_schema["description"]
+        parameter["schema"] = field_schema
+        parameters.append(parameter)
+    return {"parameters": parameters}

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from database.interactions import recent_user_events
 from database.pool import DatabaseUnavailable, connection
-from routers.dependencies import Pool
+from routers.dependencies import Pool, query_model, query_parameters
 from routers.problems import ProblemError
 from routers.responses import FastJSONResponse
 from schemas import (
@@ -131,8 +131,16 @@ def _filters(query: RecommendationQuery) -> Filters:
     return Filters(query.category, query.min_price, query.max_price)
 
 
-@router.get("/home", response_model=HomeOut, responses=PROBLEMS, name="recommendations:home")
-async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()]):
+@router.get(
+    "/home",
+    response_model=HomeOut,
+    responses=PROBLEMS,
+    name="recommendations:home",
+    openapi_extra=query_parameters(HomeQuery),
+)
+async def home(
+    request: Request, pool: Pool, query: Annotated[HomeQuery, Depends(query_model(HomeQuery))]
+):
     """Personal home feed; the user's recent events are read at request time."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
@@ -166,11 +174,12 @@ async def home(request: Request, pool: Pool, query: Annotated[HomeQuery, Query()
     response_model=RecommendationsOut,
     responses=PROBLEMS,
     name="recommendations:product",
+    openapi_extra=query_parameters(SimilarQuery),
 )
 async def similar_products(
     request: Request,
     product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)],
-    query: Annotated[SimilarQuery, Query()],
+    query: Annotated[SimilarQuery, Depends(query_model(SimilarQuery))],
 ):
     """Products like this one: TF-IDF similar (default), also viewed, or a blend of the two."""
     catalog = request.app.state.catalog
@@ -194,8 +203,11 @@ async def similar_products(
     response_model=RecommendationsOut,
     responses=PROBLEMS,
     name="recommendations:session",
+    openapi_extra=query_parameters(SessionQuery),
 )
-async def session(request: Request, query: Annotated[SessionQuery, Query()]):
+async def session(
+    request: Request, query: Annotated[SessionQuery, Depends(query_model(SessionQuery))]
+):
     """Recommendations for an anonymous visit from the products viewed in it (session-kNN)."""
     catalog = request.app.state.catalog
     unknown = [p for p in query.product_ids if p not in catalog.position_of]
@@ -218,8 +230,16 @@ async def session(request: Request, query: Annotated[SessionQuery, Query()]):
     return _response(request, feed, query)
 
 
-@router.get("/search", response_model=SearchOut, responses=PROBLEMS, name="recommendations:search")
-async def search(request: Request, pool: Pool, query: Annotated[SearchQuery, Query()]):
+@router.get(
+    "/search",
+    response_model=SearchOut,
+    responses=PROBLEMS,
+    name="recommendations:search",
+    openapi_extra=query_parameters(SearchQuery),
+)
+async def search(
+    request: Request, pool: Pool, query: Annotated[SearchQuery, Depends(query_model(SearchQuery))]
+):
     """Search: synonym-expanded lexical and semantic matches, fused; fallback when none match."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
