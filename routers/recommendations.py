@@ -267,6 +267,7 @@ async def search(
             personal_boost=settings.search_personal_boost,
         ),
         now=now,
+        n=query.offset + query.limit,
     )
     expanded = feed.expanded
     return FastJSONResponse(

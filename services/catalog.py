@@ -47,6 +47,8 @@ class Catalog:
     sub_category_code: np.ndarray = field(init=False)
     main_category_names: np.ndarray = field(init=False)  # the category of each code
     sub_category_names: np.ndarray = field(init=False)
+    main_category_code_of: dict[str, int] = field(init=False)  # name -> code
+    sub_category_code_of: dict[str, int] = field(init=False)
     brand_code: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
     _products: pa.Table = field(init=False, repr=False)  # the response's product fields
@@ -87,6 +89,8 @@ class Catalog:
         self.sub_category_code, self.sub_category_names, self.sub_category = _codes(
             table["sub_category"]
         )
+        self.main_category_code_of = {n: c for c, n in enumerate(self.main_category_names)}
+        self.sub_category_code_of = {n: c for c, n in enumerate(self.sub_category_names)}
         # The price a shopper pays: the discount price when there is one.
         self.price = self.frame["discount_price"].fillna(self.frame["actual_price"]).to_numpy()
         # Item features of the home ranker.

@@ -34,6 +34,7 @@ from services.recommender import (
     under_represented_categories,
 )
 from services.search import (
+    Fused,
     Retrieved,
     expanded_concepts,
     lexical_search,
@@ -779,9 +780,11 @@ def search_feed(
     filters: Filters,
     settings: SearchSettings,
     now: datetime,
+    n: int | None = None,
 ) -> SearchFeed:
     """Lexical (synonym-expanded) and semantic results fused by rank, mildly boosted towards the
-    user's interests; when nothing matches, the user's co-click associations, then trending."""
+    user's interests (the best n, None: all); when nothing matches, the user's co-click
+    associations, then trending."""
     keep = filters.keep(catalog)
     clicks, _ = recent_clicks_and_queries(events, now)
     if bundle is None:
@@ -789,15 +792,32 @@ def search_feed(
         return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")
 
     expanded = bundle.synonyms.expand(query)
-    retrieved = _retrieve(bundle, query, expanded, query_vector, settings)
-    fused = reciprocal_rank_fusion(retrieved, query, settings.rrf_k)
-    if keep is not None:
-        fused = {p: c for p, c in fused.items() if keep(p)}
+    fused = _fused(bundle, query, expanded, query_vector, settings)
+    rows = np.arange(len(fused))
+    passing = filters.mask(catalog, fused.positions)
+    if passing is not None:
+        rows = rows[passing]
     weights = {"lexical": 1.0, "semantic": 1.0, "personal_boost": settings.personal_boost}
-    if fused:
-        affinity = _interest_affinity(catalog, bundle, user_id, clicks)
-        _apply_personal_boost(catalog, fused, affinity, settings.personal_boost)
-        return SearchFeed(_ranked(fused), "search", weights, expanded)
+    if len(rows):
+        positions, scores = fused.positions[rows], fused.scores[rows]
+        boosted = np.zeros(len(rows), bool)
+        if settings.personal_boost > 0:
+            affinity = _interest_affinity(catalog, bundle, user_id, clicks)
+            value = _affinity_of(catalog, positions, affinity)
+            boosted = value > 0
+            scores = np.where(boosted, scores * (1.0 + settings.personal_boost * value), scores)
+        order = np.lexsort((positions, -scores))[:n]  # best first, ties by position
+        items = []
+        for i in order.tolist():
+            reasons = fused.reasons(rows[i], query)
+            candidate = Candidate(int(positions[i]), float(scores[i]), reasons)
+            if boosted[i]:
+                sub_category = catalog.sub_category[candidate.position]
+                candidate.reasons.append(
+                    Reason("personal", sub_category, f"you often look at {sub_category}")
+                )
+            items.append(candidate)
+        return SearchFeed(items, "search", weights, expanded)
 
     associations: Source = {}
     for product_id, weight in clicks.items():
@@ -823,23 +843,24 @@ def search_feed(
     return SearchFeed(items, "search_fallback", weights, expanded, "no_match_used_trending")
 
 
-# (query, settings) -> (bundle, what lexical and semantic search found), least recently used
-# first (about 25 KB each): the same searches
-# come back all day, and at 550k products their postings and the vector search are most of a
-# search request. Entries of another bundle (a new version or catalog) do not count.
-RETRIEVED_CACHE_SIZE = 2_000
-_retrieved = LRU(RETRIEVED_CACHE_SIZE)  # values: (ModelBundle, Retrieved)
+# (query, settings) -> (bundle, its retrieval fused), least recently used first (a few KB
+# each): the same searches come back all day, and at 550k products their postings and the
+# vector search are most of a search request. Entries of another bundle (a new version or
+# catalog) do not count.
+FUSED_CACHE_SIZE = 10_000
+_fused_results = LRU(FUSED_CACHE_SIZE)  # values: (ModelBundle, Fused)
 
 
-def _retrieve(
+def _fused(
     bundle: ModelBundle,
     query: str,
     expanded: ExpandedQuery,
     query_vector: np.ndarray | None,
     settings: SearchSettings,
-) -> Retrieved:
+) -> Fused:
     key = (query, query_vector is None, settings.candidates, settings.min_similarity)
-    cached = _retrieved.get(key)
+    key += (settings.rrf_k,)
+    cached = _fused_results.get(key)
     if cached is not None and cached[0] is bundle:
         return cached[1]
     retrieved = Retrieved(
@@ -848,8 +869,9 @@ def _retrieve(
         if query_vector is not None
         else [],
     )
-    _retrieved.put(key, (bundle, retrieved))
-    return retrieved
+    fused = reciprocal_rank_fusion(retrieved, settings.rrf_k)
+    _fused_results.put(key, (bundle, fused))
+    return fused
 
 
 def _ranked(source: Source) -> list[Candidate]:
@@ -875,18 +897,17 @@ def _interest_affinity(
     return {name: value / top for name, value in interest.items()} if top > 0 else {}
 
 
-def _apply_personal_boost(
-    catalog: Catalog, source: Source, affinity: dict[str, float], boost: float
-) -> None:
-    if not affinity or boost <= 0:
-        return
-    for position, candidate in source.items():
-        sub_category = catalog.sub_category[position]
-        value = max(
-            affinity.get(sub_category, 0.0), affinity.get(catalog.main_category[position], 0.0)
-        )
-        if value > 0:
-            candidate.score *= 1.0 + boost * value
-            candidate.reasons.append(
-                Reason("personal", sub_category, f"you often look at {sub_category}")
-            )
+def _affinity_of(catalog: Catalog, positions: np.ndarray, affinity: dict[str, float]):
+    """The user's interest in each product: the larger of its sub-category's and its main
+    category's (0 without either)."""
+    value = np.zeros(len(positions))
+    for codes, code_of in (
+        (catalog.sub_category_code, catalog.sub_category_code_of),
+        (catalog.main_category_code, catalog.main_category_code_of),
+    ):
+        by_code = np.zeros(len(code_of) + 1)  # the last: products without one (code -1)
+        for name, interest in affinity.items():
+            if name is None or name in code_of:
+                by_code[-1 if name is None else code_of[name]] = interest
+        value = np.maximum(value, by_code[codes[positions]])
+    return value

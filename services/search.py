@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from services.models import ModelBundle
-from services.recommender import Reason, Source, add_candidate
+from services.recommender import Reason
 from services.synonyms import ExpandedQuery
 
 # Words as the TF-IDF vectorizer of the content model (ml/train_content_model.py) sees them.
@@ -184,17 +184,63 @@ class Retrieved:
     semantic: list[tuple[int, float]]
 
 
-def reciprocal_rank_fusion(retrieved: Retrieved, query: str, k: int) -> Source:
+@dataclass
+class Fused:
+    """A query's lexical and semantic results fused by rank, as arrays (cached per query; a
+    few KB): the request adds the personal boost and makes objects for its page only."""
+
+    positions: np.ndarray  # catalog positions, each once
+    scores: np.ndarray  # reciprocal rank fusion score
+    matched: np.ndarray  # index into `phrases` of what a lexical hit matched, -1: none
+    phrases: list[str]  # "wireless, earbuds": the phrases a lexical hit matched, joined
+    semantic: np.ndarray  # found by the semantic path too
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def reasons(self, row: int, query: str) -> list[Reason]:
+        """Why the row's product is there: the lexical match, then the semantic one."""
+        reasons = []
+        if self.matched[row] >= 0:
+            words = self.phrases[self.matched[row]]
+            reasons.append(Reason("search", words, f"matches {words}"))
+        if self.semantic[row]:
+            reasons.append(Reason("semantic", query, f"semantically similar to '{query}'"))
+        return reasons
+
+
+def reciprocal_rank_fusion(retrieved: Retrieved, k: int) -> Fused:
     """score = sum over the rankings an item is in of 1 / (k + rank): robust to the two paths'
     incomparable score scales, and an item both paths found rises to the top. A lexical hit
     counts in proportion to the share of the query it matches ("wireless" alone is a third of
     "wireless thing for ears")."""
-    fused: Source = {}
+    phrases: dict[str, int] = {}
+    slot_of: dict[int, int] = {}  # each product once, in order of first appearance
+    positions, scores, matched, semantic = [], [], [], []
+
+    def slot(position: int) -> int:
+        if position not in slot_of:
+            slot_of[position] = len(positions)
+            positions.append(position)
+            scores.append(0.0)
+            matched.append(-1)
+            semantic.append(False)
+        return slot_of[position]
+
     for rank, hit in enumerate(retrieved.lexical, start=1):
-        words = ", ".join(hit.matched)
-        reason = Reason("search", words, f"matches {words}")
-        add_candidate(fused, hit.position, hit.coverage / (k + rank), reason)
-    semantic = Reason("semantic", query, f"semantically similar to '{query}'")
+        row = slot(hit.position)
+        scores[row] += hit.coverage / (k + rank)
+        if matched[row] < 0:
+            words = ", ".join(hit.matched)
+            matched[row] = phrases.setdefault(words, len(phrases))
     for rank, (position, _similarity) in enumerate(retrieved.semantic, start=1):
-        add_candidate(fused, position, 1.0 / (k + rank), semantic)
-    return fused
+        row = slot(position)
+        scores[row] += 1.0 / (k + rank)
+        semantic[row] = True
+    return Fused(
+        np.array(positions, np.int32),
+        np.array(scores),
+        np.array(matched, np.int32),
+        list(phrases),
+        np.array(semantic, bool),
+    )

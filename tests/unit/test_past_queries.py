@@ -12,7 +12,7 @@ import pytest
 from config.settings import Settings
 from ml.train import past_query_arrays, train_arrays
 from services.catalog import Catalog
-from services.feeds import SearchSettings, _retrieve, past_query_results
+from services.feeds import SearchSettings, _fused, past_query_results
 from services.models import bundle_from_arrays
 from services.synonyms import Synonyms
 
@@ -82,13 +82,11 @@ def test_search_retrieval_is_reused_for_the_same_bundle_only(content):
     served = _bundle(catalog, arrays)
     search = SearchSettings(candidates=20, rrf_k=60, min_similarity=0.3, personal_boost=0.1)
     query = catalog["name"][0].split()[1].lower()
-    first = _retrieve(served, query, served.synonyms.expand(query), None, search)
-    assert (
-        first.lexical
-        and _retrieve(served, query, served.synonyms.expand(query), None, search) is first
-    )
+    expanded = served.synonyms.expand(query)
+    first = _fused(served, query, expanded, None, search)
+    assert len(first) and _fused(served, query, expanded, None, search) is first
     # The same version over another catalog (products gone): searched again, not reused.
-    top = first.lexical[0].position
+    top = int(first.positions[np.argmax(first.scores)])
     smaller = _bundle(catalog, arrays, leave_out=top)
-    again = _retrieve(smaller, query, smaller.synonyms.expand(query), None, search)
-    assert again is not first and top not in [hit.position for hit in again.lexical]
+    again = _fused(smaller, query, smaller.synonyms.expand(query), None, search)
+    assert again is not first and top not in again.positions
