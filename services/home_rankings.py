@@ -24,6 +24,7 @@ import numpy as np
 from services.recommender import Candidate, Reason
 
 PAGE = 20  # the longest first page (offset + limit) a prepared ranking serves
+MADE_REASONS = 100_000  # Reasons kept per version and worker (a few hundred bytes each)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -56,17 +57,14 @@ class PreparedRanking:
 class _ReadRanking(PreparedRanking):
     """A ranking read from the arrays; its reasons are decoded for the page only."""
 
-    arrays: dict[str, np.ndarray] | None = None
+    reading: "HomeRankings | None" = None
     reason_rows: dict[int, tuple[int, int]] | None = None  # id(candidate) -> its reason rows
 
     def give_reasons(self, candidates: list[Candidate]) -> None:
-        kinds, anchors = self.arrays["home_reason_kinds"], self.arrays["home_reason_anchors"]
-        for candidate in candidates:
-            rows = self.reason_rows.pop(id(candidate), None)
-            if rows is not None:
-                candidate.reasons[:0] = [
-                    _reason(self.arrays, int(kinds[r]), int(anchors[r])) for r in range(*rows)
-                ]
+        waiting = [c for c in candidates if id(c) in self.reason_rows]
+        found = self.reading.reasons([self.reason_rows.pop(id(c)) for c in waiting])
+        for candidate, reasons in zip(waiting, found, strict=True):
+            candidate.reasons[:0] = reasons
 
 
 class _Vocabulary:
@@ -132,43 +130,80 @@ def _split(reason: Reason) -> tuple[str, str, bool]:
     return reason.text[:at], reason.text[at + len(reason.anchor) :], True
 
 
-def prepared_ranking(
-    arrays: dict[str, np.ndarray],
-    slots: dict[str, int],
-    to_catalog: np.ndarray,
-    user_id: str,
-    events: list[dict],
-) -> PreparedRanking | None:
-    """The user's prepared ranking if training saw exactly these events (newest first), with
-    catalog positions (a product gone from the catalog left out); else None. Its reasons come
-    with `give_reasons`."""
-    slot = slots.get(user_id)
-    if slot is None:
-        return None
-    if tuple(arrays["home_fingerprints"][slot].tolist()) != history_fingerprint(events):
-        return None
-    start, end = int(arrays["home_indptr"][slot]), int(arrays["home_indptr"][slot + 1])
-    positions = to_catalog[arrays["home_products"][start:end]].tolist()
-    scores = arrays["home_scores"][start:end].tolist()
-    reason_indptr = arrays["home_reason_indptr"][start : end + 1].tolist()
-    ranked_count = int(arrays["home_ranked_counts"][slot])
-    read = _ReadRanking([], [], arrays, {})
-    for i, (position, score) in enumerate(zip(positions, scores, strict=True)):
-        if position < 0:
-            continue
-        candidate = Candidate(position, score)
-        read.reason_rows[id(candidate)] = (reason_indptr[i], reason_indptr[i + 1])
-        (read.ranked if i < ranked_count else read.explore).append(candidate)
-    return read
+class HomeRankings:
+    """Reads one version's prepared rankings: the users' slots and the reason kinds (a few
+    dozen) decoded once at load, so a request decodes only its page's anchors."""
 
+    def __init__(self, arrays: dict[str, np.ndarray], slots: dict[str, int]):
+        self.arrays = arrays
+        self.slots = slots
+        self._made: dict[tuple[int, int], Reason] = {}  # (kind, anchor) -> its Reason
+        self.kinds = (
+            [
+                (str(signal), str(prefix), str(suffix), bool(insert))
+                for signal, prefix, suffix, insert in zip(
+                    arrays["home_kind_signals"].tolist(),
+                    arrays["home_kind_prefixes"].tolist(),
+                    arrays["home_kind_suffixes"].tolist(),
+                    arrays["home_kind_inserts"].tolist(),
+                    strict=True,
+                )
+            ]
+            if slots
+            else []
+        )
 
-def _reason(arrays: dict[str, np.ndarray], kind: int, anchor: int) -> Reason:
-    signal = str(arrays["home_kind_signals"][kind])
-    prefix = str(arrays["home_kind_prefixes"][kind])
-    suffix = str(arrays["home_kind_suffixes"][kind])
-    if anchor < 0:
-        return Reason(signal, None, prefix + suffix)
-    offsets = arrays["home_anchor_offsets"]
-    name = bytes(arrays["home_anchor_bytes"][offsets[anchor] : offsets[anchor + 1]]).decode()
-    text = prefix + name + suffix if arrays["home_kind_inserts"][kind] else prefix + suffix
-    return Reason(signal, name, text)
+    def ranking(
+        self, to_catalog: np.ndarray, user_id: str, events: list[dict]
+    ) -> PreparedRanking | None:
+        """The user's prepared ranking if training saw exactly these events (newest first),
+        with catalog positions (a product gone from the catalog left out); else None. Its
+        reasons come with `give_reasons`."""
+        slot = self.slots.get(user_id)
+        if slot is None:
+            return None
+        arrays = self.arrays
+        if tuple(arrays["home_fingerprints"][slot].tolist()) != history_fingerprint(events):
+            return None
+        start, end = int(arrays["home_indptr"][slot]), int(arrays["home_indptr"][slot + 1])
+        positions = to_catalog[arrays["home_products"][start:end]].tolist()
+        scores = arrays["home_scores"][start:end].tolist()
+        reason_indptr = arrays["home_reason_indptr"][start : end + 1].tolist()
+        ranked_count = int(arrays["home_ranked_counts"][slot])
+        read = _ReadRanking([], [], self, {})
+        for i, (position, score) in enumerate(zip(positions, scores, strict=True)):
+            if position < 0:
+                continue
+            candidate = Candidate(position, score)
+            read.reason_rows[id(candidate)] = (reason_indptr[i], reason_indptr[i + 1])
+            (read.ranked if i < ranked_count else read.explore).append(candidate)
+        return read
+
+    def reasons(self, rows: list[tuple[int, int]]) -> list[list[Reason]]:
+        """The reasons in each (start, end) range of rows of the home_reason_* arrays, read in
+        one pass; a Reason (immutable) is made once per kind and anchor and shared."""
+        if not rows:
+            return []
+        starts, ends = np.array(rows, np.int64).T
+        counts = ends - starts
+        at = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        kinds = self.arrays["home_reason_kinds"][at].tolist()
+        anchors = self.arrays["home_reason_anchors"][at].tolist()
+        if len(self._made) > MADE_REASONS:
+            self._made.clear()
+        made = [
+            self._made.get(pair) or self._make(*pair) for pair in zip(kinds, anchors, strict=True)
+        ]
+        bounds = np.r_[0, np.cumsum(counts)].tolist()
+        return [made[bounds[i] : bounds[i + 1]] for i in range(len(rows))]
+
+    def _make(self, kind: int, anchor: int) -> Reason:
+        signal, prefix, suffix, insert = self.kinds[kind]
+        if anchor < 0:
+            reason = Reason(signal, None, prefix + suffix)
+        else:
+            first, last = self.arrays["home_anchor_offsets"][anchor : anchor + 2].tolist()
+            name = self.arrays["home_anchor_bytes"][first:last].tobytes().decode()
+            reason = Reason(signal, name, prefix + name + suffix if insert else prefix + suffix)
+        self._made[(kind, anchor)] = reason
+        return reason

@@ -3,6 +3,7 @@
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from services.artifacts import (
     load_version,
     verify_checksums,
 )
-from services.home_rankings import PreparedRanking, prepared_ranking
+from services.home_rankings import HomeRankings, PreparedRanking
 from services.ranking import RANKER_FILE, Ranker
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
@@ -58,7 +59,11 @@ class ModelBundle:
 
     def prepared_home(self, user_id: str, events: list[dict]) -> PreparedRanking | None:
         """Training's home ranking of the user if it saw exactly these events, else None."""
-        return prepared_ranking(self.arrays, self.home_users, self.to_catalog, user_id, events)
+        return self.home_rankings.ranking(self.to_catalog, user_id, events)
+
+    @cached_property
+    def home_rankings(self) -> HomeRankings:
+        return HomeRankings(self.arrays, self.home_users)
 
     def cached_query_vector(self, query: str) -> np.ndarray | None:
         """The query's embedding if training embedded it (a popular query), else None."""
