@@ -53,14 +53,9 @@ def _page(request: Request, feed: Feed, query: RecommendationQuery) -> dict:
     bundle = request.app.state.models.bundle
     page = feed.items[query.offset : query.offset + query.limit]
     products = catalog.products([candidate.position for candidate in page])
+    # Reasons are dataclasses: orjson writes their fields (signal, anchor, text) as objects.
     items = [
-        product
-        | {
-            "score": round(candidate.score, 6),
-            "reasons": [
-                {"signal": r.signal, "anchor": r.anchor, "text": r.text} for r in candidate.reasons
-            ],
-        }
+        product | {"score": round(candidate.score, 6), "reasons": candidate.reasons}
         for product, candidate in zip(products, page, strict=True)
     ]
     return {

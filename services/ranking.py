@@ -12,7 +12,7 @@ import numpy as np
 
 from services.catalog import Catalog
 from services.recommender import Candidate, Reason
-from services.sources import ScoredItems
+from services.sources import ScoredItems, members
 
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
 SOURCES = (
@@ -143,10 +143,11 @@ def _click_share(codes: np.ndarray, clicked: np.ndarray, positions: np.ndarray) 
 
 
 def _nominated(items, seen: np.ndarray, per_source: int | None) -> np.ndarray:
-    """The positions of the best `per_source` items of a source that are not in `seen`."""
+    """The positions of the best `per_source` items of a source that are not in `seen`
+    (sorted)."""
     positions = items.positions
     if len(seen):
-        unseen = ~np.isin(positions, seen)
+        unseen = ~members(positions, seen)
         positions, scores = positions[unseen], items.scores[unseen]
     else:
         scores = items.scores
@@ -169,7 +170,7 @@ def feature_rows(
     products left out) and its features in FEATURES order. A source's scores are scaled by its
     best item and ranked over all its items, seen ones included (they still tell how strong the
     others are)."""
-    seen = np.fromiter(history.seen, np.int64, len(history.seen))
+    seen = np.sort(np.fromiter(history.seen, np.int64, len(history.seen)))
     # Each source nominates its best unseen items: the ranker's cost grows with the candidates,
     # and an item no source ranks in its top SOURCE_CANDIDATES is rarely in the top 10.
     found = [_nominated(items, seen, per_source) for items in sources.values() if len(items)]

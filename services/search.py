@@ -9,6 +9,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from services.models import ModelBundle
 from services.recommender import Reason
+from services.sources import members
 from services.synonyms import ExpandedQuery
 
 # Words as the TF-IDF vectorizer of the content model (ml/train_content_model.py) sees them.
@@ -101,8 +102,8 @@ def lexical_search(bundle: ModelBundle, concepts: Concepts, limit: int = 50) -> 
     positions = bundle.to_catalog[top_rows]
     keep = positions >= 0
     best, top_rows, positions = best[keep][:limit], top_rows[keep][:limit], positions[keep][:limit]
-    contains = [(phrase, _members(top_rows, rows)) for phrase, rows in phrase_rows]
-    concepts_matched = sum(_members(top_rows, rows).astype(int) for rows in concept_rows)
+    contains = [(phrase, members(top_rows, rows)) for phrase, rows in phrase_rows]
+    concepts_matched = sum(members(top_rows, rows).astype(int) for rows in concept_rows)
     return [
         LexicalHit(
             int(position),
@@ -121,14 +122,6 @@ def _top_slots(scores: np.ndarray, n: int) -> np.ndarray:
         part = np.argpartition(-scores, n - 1)[:n]
         return part[np.lexsort((part, -scores[part]))]
     return np.argsort(-scores, kind="stable")
-
-
-def _members(values: np.ndarray, sorted_rows: np.ndarray) -> np.ndarray:
-    """Which of `values` are in `sorted_rows` (binary search: np.isin would sort both)."""
-    if len(sorted_rows) == 0:
-        return np.zeros(len(values), bool)
-    slots = np.minimum(np.searchsorted(sorted_rows, values), len(sorted_rows) - 1)
-    return sorted_rows[slots] == values
 
 
 def _phrase_postings(
