@@ -8,7 +8,10 @@ With --prepare, builds the large data set first (bench/prepare.py). Then starts 
 trivial endpoint (/health), then the mixed workload (70 % home for known and new users, 15 %
 similar products, 10 % search, 5 % POST /interactions), then each endpoint on its own
 (--alone-connections; `post` is single-event POST /interactions). Also as runs: `home_known`
-(known users only) and `search_unseen` (a query no training embedded: the encoder every time).
+(known users only), `home_new` (users without history) and `search_unseen` (a query no training
+embedded: the encoder every time). After the runs, the service's own counters tell how the load
+was served: home rankings prepared by training or computed, query embeddings trained, recent
+or encoded, search retrievals prepared, recent or searched.
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
 (<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
 the mixed figure next to the /health ceiling of the same run.
@@ -24,9 +27,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import asyncpg
+import httpx
 
 from bench.prepare import bench_environment, prepare
 from bench.server import server_environment, start_server
+from bench.startup import _memory_mb, _workers
 from database.server import database_url
 
 LUA = Path(__file__).with_name("mixed.lua")
@@ -40,9 +45,12 @@ async def _sample_data(url: str) -> str:
             "SELECT user_id FROM user_interaction_tables ORDER BY random() LIMIT 5000"
         )
         products = await conn.fetch("SELECT id FROM products ORDER BY random() LIMIT 20000")
+        # Searches drawn from the log's search events, so a query comes back as often as
+        # shoppers typed it (the log's own distribution: a few frequent, a long tail);
+        # `search_unseen` is the other extreme, a query nobody typed before.
         queries = await conn.fetch(
-            "SELECT DISTINCT query FROM interaction_events"
-            " WHERE event_type = 'search_query' LIMIT 3000"
+            "SELECT query FROM interaction_events"
+            " WHERE event_type = 'search_query' ORDER BY random() LIMIT 3000"
         )
     finally:
         await conn.close()
@@ -75,16 +83,27 @@ def _wrk(url: str, data: Path, mode: str, seconds: int, connections: int, thread
     return result
 
 
-def _worker_rss_mb(server_pid: int) -> list[float]:
-    """RSS of the uvicorn worker processes (children of the server). Pages of the memory-mapped
-    artifacts shared by the workers are counted in each."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    rss = []
-    for pid in children or [str(server_pid)]:
-        status = Path(f"/proc/{pid}/status").read_text()
-        kb = int(re.search(r"^VmRSS:\s+(\d+)", status, re.MULTILINE).group(1))
-        rss.append(round(kb / 1024, 1))
-    return rss
+SERVED_COUNTERS = (
+    "recsys_home_rankings_total",
+    "recsys_query_embeddings_total",
+    "recsys_search_retrievals_total",
+)
+
+
+def _served(url: str) -> dict[str, float]:
+    """The counters (summed over the workers) of how requests were served, from /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(SERVED_COUNTERS)
+    }
+
+
+def _worker_memory_mb(server_pid: int) -> list[dict[str, float]]:
+    """RSS and RssAnon of the uvicorn workers. RSS counts the pages of the memory-mapped
+    artifacts, which all workers share; RssAnon is what each worker holds of its own."""
+    return [_memory_mb(pid) for pid in _workers(server_pid)]
 
 
 RUNS = ("health", "mixed", "home", "similar", "search", "post")
@@ -116,7 +135,8 @@ def run(
                     results[mode] = _wrk(url, data, mode, 10, connections, threads)
                 else:  # an endpoint alone
                     results[mode] = _wrk(url, data, mode, 10, alone_connections, threads)
-            rss = _worker_rss_mb(server.pid)
+            memory = _worker_memory_mb(server.pid)
+            served = _served(url)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -126,7 +146,8 @@ def run(
         "alone_connections": alone_connections,
         "wrk_threads": threads,
         "cpus": os.cpu_count(),
-        "worker_rss_mb": rss,
+        "worker_memory_mb": memory,
+        "served": served,
         "runs": results,
     }
 
@@ -135,7 +156,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"{report['workers']} uvicorn workers, wrk {report['wrk_threads']} threads "
         f"x {report['connections']} connections, {report['cpus']} CPUs shared by server and wrk; "
-        f"worker RSS {report['worker_rss_mb']} MB",
+        f"worker memory (MB) {report['worker_memory_mb']}",
         "",
         "| run | requests/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors |",
         "|---|---|---|---|---|---|---|",
@@ -149,6 +170,7 @@ def markdown(report: dict) -> str:
         mixed, health = report["runs"]["mixed"], report["runs"]["health"]
         lines.append("")
         lines.append(f"mixed / health ceiling: {mixed['rps'] / health['rps']:.2f}")
+    lines += ["", *(f"{name}: {count:,.0f}" for name, count in report["served"].items())]
     return "\n".join(lines)
 
 

@@ -53,7 +53,7 @@ from services.sources import (
     session_items,
     whole_history_items,
 )
-from services.synonyms import ExpandedQuery
+from services.synonyms import ExpandedQuery, normalise_text
 
 MAX_ANCHOR_CLICKS = 20
 MAX_ANCHOR_QUERIES = 5
@@ -858,20 +858,50 @@ def _fused(
     query_vector: np.ndarray | None,
     settings: SearchSettings,
 ) -> Fused:
-    key = (query, query_vector is None, settings.candidates, settings.min_similarity)
-    key += (settings.rrf_k,)
+    """The query's lexical and semantic retrieval fused by rank: training's for a frequent
+    search (with the embedding training made), else this worker's cached or a new one. It
+    depends on the query's normalised words alone (the semantic reason's text is added per
+    request)."""
+    normalised = normalise_text(query)
+    key = (normalised, query_vector is None, *search_settings(settings).values())
     cached = _fused_results.get(key)
     if cached is not None and cached[0] is bundle:
+        metrics.SEARCH_RETRIEVALS.labels("recent").inc()
         return cached[1]
+    fused = None
+    if query_vector is not None:
+        fused = bundle.prepared_search(normalised, search_settings(settings))
+    metrics.SEARCH_RETRIEVALS.labels("searched" if fused is None else "prepared").inc()
+    if fused is None:
+        fused = fuse_retrieval(bundle, expanded, query_vector, settings)
+    _fused_results.put(key, (bundle, fused))
+    return fused
+
+
+def search_settings(settings: SearchSettings) -> dict[str, float]:
+    """The settings a query's fused retrieval depends on (SEARCH_SETTINGS)."""
+    return {
+        "candidates": settings.candidates,
+        "rrf_k": settings.rrf_k,
+        "min_similarity": settings.min_similarity,
+    }
+
+
+def fuse_retrieval(
+    bundle: ModelBundle,
+    expanded: ExpandedQuery,
+    query_vector: np.ndarray | None,
+    settings: SearchSettings,
+) -> Fused:
+    """Lexical (synonym-expanded) and semantic (when there is a query vector) retrieval, fused
+    by rank."""
     retrieved = Retrieved(
         lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
         semantic_search(bundle, query_vector, settings.candidates, settings.min_similarity)
         if query_vector is not None
         else [],
     )
-    fused = reciprocal_rank_fusion(retrieved, settings.rrf_k)
-    _fused_results.put(key, (bundle, fused))
-    return fused
+    return reciprocal_rank_fusion(retrieved, settings.rrf_k)
 
 
 def _ranked(source: Source) -> list[Candidate]:

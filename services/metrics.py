@@ -49,9 +49,15 @@ QUERY_EMBEDDINGS = Counter(
     " recent (this worker's LRU) or encoded now.",
     ["source"],
 )
+SEARCH_RETRIEVALS = Counter(
+    "recsys_search_retrievals_total",
+    "Search retrievals (lexical and semantic, fused) by where they came from: prepared (by"
+    " training, for the log's frequent queries), recent (this worker's LRU) or searched now.",
+    ["source"],
+)
 QUERY_ENCODE_SECONDS = Histogram(
     "recsys_query_encode_seconds",
-    "Time to embed one uncached search query (torch, off the event loop).",
+    "Time to embed one uncached search query (ONNX encoder, off the event loop).",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
 MODEL_INFO = Gauge(

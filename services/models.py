@@ -19,6 +19,7 @@ from services.artifacts import (
 )
 from services.home_rankings import HomeRankings, PreparedRanking
 from services.ranking import RANKER_FILE, Ranker
+from services.search import Fused, prepared_fused
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
 from services.text_encoder import QueryEncoder, open_query_encoder
@@ -56,10 +57,20 @@ class ModelBundle:
     profile_users: dict[str, int] = field(default_factory=dict)
     # Embeds a query no training embedded; None for a version from before the ONNX export.
     query_encoder: QueryEncoder | None = None
+    # A frequent search (normalised) -> its row of the search_* arrays (its fused retrieval).
+    search_queries: dict[str, int] = field(default_factory=dict)
 
     def prepared_home(self, user_id: str, events: list[dict]) -> PreparedRanking | None:
         """Training's home ranking of the user if it saw exactly these events, else None."""
         return self.home_rankings.ranking(self.to_catalog, user_id, events)
+
+    def prepared_search(self, query: str, settings: dict[str, float]) -> Fused | None:
+        """Training's fused retrieval of a frequent search (normalised), if it used these
+        search settings; else None."""
+        row = self.search_queries.get(query)
+        if row is None:
+            return None
+        return prepared_fused(self.arrays, row, self.to_catalog, settings)
 
     @cached_property
     def home_rankings(self) -> HomeRankings:
@@ -241,6 +252,7 @@ def bundle_from_arrays(
         _ranker_trending(arrays, to_catalog, catalog_size, created_at),
         _rows_of(arrays, "home_user_ids"),
         _rows_of(arrays, "profile_user_ids"),
+        search_queries=_rows_of(arrays, "search_query_texts"),
     )
 
 

@@ -3,14 +3,17 @@ the product embeddings, and reciprocal rank fusion of the two."""
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from services.models import ModelBundle
 from services.recommender import Reason
 from services.sources import members
 from services.synonyms import ExpandedQuery
+
+if TYPE_CHECKING:  # models imports this module (the fused results it reads)
+    from services.models import ModelBundle
 
 # Words as the TF-IDF vectorizer of the content model (ml/train_content_model.py) sees them.
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9\-]+\b"
@@ -62,7 +65,7 @@ class LexicalHit:
     coverage: float  # share of the query's concepts the product matches
 
 
-def lexical_search(bundle: ModelBundle, concepts: Concepts, limit: int = 50) -> list[LexicalHit]:
+def lexical_search(bundle: "ModelBundle", concepts: Concepts, limit: int = 50) -> list[LexicalHit]:
     """Products scoring highest on the query, best first.
 
     A phrase matches a product having all its terms, scoring the sum of their TF-IDF weights;
@@ -125,7 +128,7 @@ def _top_slots(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def _phrase_postings(
-    bundle: ModelBundle, terms: tuple[str, ...]
+    bundle: "ModelBundle", terms: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows having every term (sorted) and the sum of the terms' TF-IDF weights there."""
     arrays = bundle.arrays
@@ -156,7 +159,7 @@ def _phrase_postings(
 
 
 def semantic_search(
-    bundle: ModelBundle, query_vector: np.ndarray, limit: int, min_similarity: float
+    bundle: "ModelBundle", query_vector: np.ndarray, limit: int, min_similarity: float
 ) -> list[tuple[int, float]]:
     """Nearest products to the query embedding with cosine >= min_similarity, best first."""
     if bundle.vector_index is None or len(bundle.vector_index) == 0:
@@ -236,4 +239,61 @@ def reciprocal_rank_fusion(retrieved: Retrieved, k: int) -> Fused:
         np.array(matched, np.int32),
         list(phrases),
         np.array(semantic, bool),
+    )
+
+
+# Training fuses the retrieval of the log's frequent searches (the queries it embeds) with the
+# search settings below, stored as "search_*" arrays; serving reads them instead of searching
+# when its settings are the same.
+SEARCH_SETTINGS = ("candidates", "rrf_k", "min_similarity")
+
+
+def pack_fused(
+    queries: list[str], results: list[Fused], settings: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """The arrays of the queries' fused results (positions must be the version's rows)."""
+    phrases: dict[str, int] = {}
+    matched = [
+        np.array(
+            [phrases.setdefault(f.phrases[m], len(phrases)) if m >= 0 else -1 for m in f.matched]
+        )
+        for f in results
+    ]
+    encoded = [p.encode() for p in phrases]
+    return {
+        "search_query_texts": np.array(queries, dtype=str),
+        "search_settings": np.array([settings[name] for name in SEARCH_SETTINGS], np.float64),
+        "search_indptr": np.r_[0, np.cumsum([len(f) for f in results])].astype(np.int64),
+        "search_products": np.concatenate([f.positions for f in results] or [[]]).astype(np.int32),
+        "search_scores": np.concatenate([f.scores for f in results] or [[]]).astype(np.float64),
+        "search_matched": np.concatenate(matched or [[]]).astype(np.int32),
+        "search_semantic": np.concatenate([f.semantic for f in results] or [[]]).astype(bool),
+        "search_phrase_bytes": np.frombuffer(b"".join(encoded), np.uint8),
+        "search_phrase_offsets": np.r_[0, np.cumsum([len(p) for p in encoded])].astype(np.int64),
+    }
+
+
+def prepared_fused(
+    arrays: dict[str, np.ndarray], row: int, to_catalog: np.ndarray, settings: dict[str, float]
+) -> Fused | None:
+    """Row `row` of the search_* arrays as catalog positions (products gone left out), if it
+    was fused with these settings; else None."""
+    trained = arrays["search_settings"].tolist()
+    if trained != [float(settings[name]) for name in SEARCH_SETTINGS]:
+        return None
+    start, end = arrays["search_indptr"][row : row + 2].tolist()
+    positions = to_catalog[arrays["search_products"][start:end]]
+    keep = positions >= 0
+    global_matched = arrays["search_matched"][start:end][keep]
+    used = np.unique(global_matched[global_matched >= 0])
+    offsets = arrays["search_phrase_offsets"]
+    phrase_bytes = arrays["search_phrase_bytes"]
+    phrases = [phrase_bytes[offsets[p] : offsets[p + 1]].tobytes().decode() for p in used.tolist()]
+    matched = np.where(global_matched >= 0, np.searchsorted(used, global_matched), -1)
+    return Fused(
+        positions[keep].astype(np.int32),
+        np.asarray(arrays["search_scores"][start:end][keep], np.float64),
+        matched.astype(np.int32),
+        phrases,
+        np.asarray(arrays["search_semantic"][start:end][keep], bool),
     )

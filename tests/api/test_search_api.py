@@ -8,6 +8,7 @@ import pytest
 
 from main import refresh_models
 from ml.train import train
+from services.feeds import SearchSettings, fuse_retrieval, search_settings
 from services.text_encoder import embed_query
 
 PROBLEM = "application/problem+json"
@@ -183,6 +184,29 @@ async def test_training_embeds_popular_queries_for_serving(client, app, conn, se
     assert float(cached @ embed_query("wireless thing for ears")) > 0.999
     body = await _search(client, q="Wireless thing for ears", limit=5)
     assert any("semantic" in _signals(i) for i in body["items"])
+
+    # Training also fused their retrieval, as serving would (services.feeds.fuse_retrieval).
+    search = SearchSettings(
+        candidates=settings.search_candidates,
+        rrf_k=settings.search_rrf_k,
+        min_similarity=settings.search_min_similarity,
+        personal_boost=settings.search_personal_boost,
+    )
+    assert set(bundle.search_queries) == {"wireless thing for ears", "kettle"}
+    for query in bundle.search_queries:
+        prepared = bundle.prepared_search(query, search_settings(search))
+        vector = bundle.cached_query_vector(query)
+        computed = fuse_retrieval(bundle, bundle.synonyms.expand(query), vector, search)
+        assert len(prepared) > 0
+        np.testing.assert_array_equal(prepared.positions, computed.positions)
+        np.testing.assert_array_equal(prepared.scores, computed.scores)
+        np.testing.assert_array_equal(prepared.semantic, computed.semantic)
+        assert [prepared.reasons(r, query) for r in range(len(prepared))] == [
+            computed.reasons(r, query) for r in range(len(computed))
+        ]
+    # Other settings than training's: not used.
+    other = search_settings(search) | {"candidates": settings.search_candidates + 1}
+    assert bundle.prepared_search("kettle", other) is None
 
 
 async def test_lexical_retrieval_expands_synonyms_without_the_semantic_path(app):
