@@ -1,9 +1,9 @@
 """Search retrieval: lexical over the TF-IDF index (with synonym-expanded terms), semantic over
-the product embeddings, and reciprocal rank fusion of the two."""
+the product embeddings, and reciprocal rank fusion of the two. `bundle` is the serving
+ModelBundle (services/models.py, which imports this module for the fused results it reads)."""
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
@@ -11,9 +11,6 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from services.recommender import Reason
 from services.sources import members
 from services.synonyms import ExpandedQuery
-
-if TYPE_CHECKING:  # models imports this module (the fused results it reads)
-    from services.models import ModelBundle
 
 # Words as the TF-IDF vectorizer of the content model (ml/train_content_model.py) sees them.
 TOKEN_PATTERN = r"(?u)\b[a-zA-Z][a-zA-Z0-9\-]+\b"
@@ -65,7 +62,7 @@ class LexicalHit:
     coverage: float  # share of the query's concepts the product matches
 
 
-def lexical_search(bundle: "ModelBundle", concepts: Concepts, limit: int = 50) -> list[LexicalHit]:
+def lexical_search(bundle, concepts: Concepts, limit: int = 50) -> list[LexicalHit]:
     """Products scoring highest on the query, best first.
 
     A phrase matches a product having all its terms, scoring the sum of their TF-IDF weights;
@@ -127,9 +124,7 @@ def _top_slots(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-def _phrase_postings(
-    bundle: "ModelBundle", terms: tuple[str, ...]
-) -> tuple[np.ndarray, np.ndarray] | None:
+def _phrase_postings(bundle, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows having every term (sorted) and the sum of the terms' TF-IDF weights there."""
     arrays = bundle.arrays
     indptr, indices, data, idf = (
@@ -159,7 +154,7 @@ def _phrase_postings(
 
 
 def semantic_search(
-    bundle: "ModelBundle", query_vector: np.ndarray, limit: int, min_similarity: float
+    bundle, query_vector: np.ndarray, limit: int, min_similarity: float
 ) -> list[tuple[int, float]]:
     """Nearest products to the query embedding with cosine >= min_similarity, best first."""
     if bundle.vector_index is None or len(bundle.vector_index) == 0:
