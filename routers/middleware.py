@@ -22,6 +22,16 @@ _PREFIX = os.urandom(8).hex()
 _COUNTER = itertools.count()
 
 
+def _header(scope: Scope, name: bytes) -> bytes:
+    """A request header's value (the last if repeated, as dict() of the headers gave), b"" when
+    absent: a scan of the few headers, without building a dict per request."""
+    found = b""
+    for key, value in scope["headers"]:
+        if key == name:
+            found = value
+    return found
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -30,7 +40,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        supplied = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        supplied = _header(scope, b"x-request-id").decode("latin-1")
         if _CLIENT_REQUEST_ID.fullmatch(supplied):
             rid = supplied
         else:
@@ -85,7 +95,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        declared = _header(scope, b"content-length")
         if declared.isdigit() and int(declared) > self.limit:
             response = problem_response(Request(scope), 413, self._detail())
             await response(scope, receive, send)
