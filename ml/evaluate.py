@@ -19,7 +19,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -410,12 +410,7 @@ def _evaluate_search(
     cases = cases.assign(clicked=following.loc[cases.index, "product_id"].to_numpy())
     rng = np.random.default_rng(seed)
     cases = cases.iloc[rng.permutation(len(cases))[:max_cases]]
-    search_settings = SearchSettings(
-        candidates=settings.search_candidates,
-        rrf_k=settings.search_rrf_k,
-        min_similarity=settings.search_min_similarity,
-        personal_boost=0.0,
-    )
+    search_settings = replace(SearchSettings.of(settings), personal_boost=0.0)
     variants = {"lexical + semantic (RRF)": True, "lexical only": False}
     scores = {name: Scores() for name in variants}
     # As serving embeds a query: the version's exported encoder (else the torch model), once

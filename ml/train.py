@@ -62,7 +62,7 @@ from services.artifacts import (
 )
 from services.catalog import Catalog
 from services.feeds import SearchSettings, fuse_retrieval, past_query_results, search_settings
-from services.models import bundle_from_arrays
+from services.models import ModelBundle, bundle_from_arrays
 from services.ranking import RANKER_FILE, Ranker
 from services.search import pack_fused
 from services.synonyms import Synonyms
@@ -416,15 +416,7 @@ def past_query_arrays(
     instead of matching again: product rows of this version and scores, one list per query."""
     searches = events.loc[events["event_type"] == "search_query", "query"].dropna()
     queries = searches[searches != ""].value_counts().index[:limit].tolist()
-    bundle = bundle_from_arrays(
-        arrays,
-        len(catalog),
-        catalog.position_of,
-        version="past-queries",
-        folder=Path("."),
-        created_at=datetime.now(UTC),
-        synonyms=Synonyms({}),
-    )
+    bundle = _training_bundle(catalog, arrays, Synonyms({}))
     found = [past_query_results(bundle, query) for query in queries]
     return {
         "past_query_texts": np.array(queries, dtype=str),
@@ -432,6 +424,23 @@ def past_query_arrays(
         "past_query_products": np.concatenate([p for p, _ in found] or [[]]).astype(np.int64),
         "past_query_scores": np.concatenate([s for _, s in found] or [[]]).astype(np.float64),
     }
+
+
+def _training_bundle(
+    catalog: Catalog, arrays: dict[str, np.ndarray], synonyms: Synonyms, vector_index=None
+) -> ModelBundle:
+    """The arrays being trained as a serving bundle over the catalog they were trained on, so
+    the serving code computes what training prepares for it."""
+    return bundle_from_arrays(
+        arrays,
+        len(catalog),
+        catalog.position_of,
+        version="in-training",
+        folder=Path("."),
+        created_at=datetime.now(UTC),
+        synonyms=synonyms,
+        vector_index=vector_index,
+    )
 
 
 def prepared_search_arrays(
@@ -444,22 +453,10 @@ def prepared_search_arrays(
     queries = arrays.get("embedding_query_texts")
     if queries is None or not len(queries):
         return {}
-    bundle = bundle_from_arrays(
-        arrays,
-        len(catalog),
-        catalog.position_of,
-        version="prepared-searches",
-        folder=Path("."),
-        created_at=datetime.now(UTC),
-        synonyms=Synonyms.load(settings.synonyms_path),
-        vector_index=open_index(index_path),
+    bundle = _training_bundle(
+        catalog, arrays, Synonyms.load(settings.synonyms_path), open_index(index_path)
     )
-    search = SearchSettings(
-        candidates=settings.search_candidates,
-        rrf_k=settings.search_rrf_k,
-        min_similarity=settings.search_min_similarity,
-        personal_boost=settings.search_personal_boost,
-    )
+    search = SearchSettings.of(settings)
     texts = queries.tolist()
     vectors = arrays["embedding_query_vectors"]
     results = [

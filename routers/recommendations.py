@@ -255,12 +255,7 @@ async def search(
         events=events,
         user_id=query.user_id,
         filters=_filters(query),
-        settings=SearchSettings(
-            candidates=settings.search_candidates,
-            rrf_k=settings.search_rrf_k,
-            min_similarity=settings.search_min_similarity,
-            personal_boost=settings.search_personal_boost,
-        ),
+        settings=SearchSettings.of(settings),
         now=now,
         n=query.offset + query.limit,
     )

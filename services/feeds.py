@@ -9,6 +9,7 @@ from datetime import datetime
 
 import numpy as np
 
+from config.settings import Settings
 from services import metrics
 from services.catalog import Catalog
 from services.home_rankings import PAGE, PreparedRanking
@@ -760,6 +761,16 @@ class SearchSettings:
     rrf_k: int
     min_similarity: float
     personal_boost: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> "SearchSettings":
+        """The service's search settings (SEARCH_*)."""
+        return cls(
+            candidates=settings.search_candidates,
+            rrf_k=settings.search_rrf_k,
+            min_similarity=settings.search_min_similarity,
+            personal_boost=settings.search_personal_boost,
+        )
 
 
 @dataclass
