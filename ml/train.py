@@ -61,10 +61,10 @@ from services.artifacts import (
     write_version,
 )
 from services.catalog import Catalog
-from services.feeds import SearchSettings, fuse_retrieval, past_query_results, search_settings
+from services.feeds import SearchSettings, fuse_retrieval, past_query_results
 from services.models import ModelBundle, bundle_from_arrays
 from services.ranking import RANKER_FILE, Ranker
-from services.search import pack_fused
+from services.search import pack_fused, search_settings
 from services.synonyms import Synonyms
 from services.text_encoder import (
     EMBEDDING_DIM,

@@ -153,3 +153,18 @@ def publish(root: Path, folder: Path) -> None:
 def current_version_folder(root: Path) -> Path | None:
     link = root / CURRENT
     return link.resolve() if link.exists() else None
+
+
+def packed_strings(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as one UTF-8 byte array and offsets (string i is bytes[offsets[i]:offsets[i + 1]]):
+    memory-mapped like any array, where a numpy str array would pad every value to the
+    longest."""
+    encoded = [value.encode() for value in values]
+    offsets = np.r_[0, np.cumsum([len(e) for e in encoded])].astype(np.int64)
+    return np.frombuffer(b"".join(encoded), np.uint8), offsets
+
+
+def packed_string(data: np.ndarray, offsets: np.ndarray, i: int) -> str:
+    """String i of `packed_strings`' arrays."""
+    first, last = offsets[i : i + 2].tolist()
+    return data[first:last].tobytes().decode()

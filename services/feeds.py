@@ -41,6 +41,7 @@ from services.search import (
     lexical_search,
     plain_concepts,
     reciprocal_rank_fusion,
+    search_settings,
     semantic_search,
 )
 from services.sources import (
@@ -874,28 +875,20 @@ def _fused(
     depends on the query's normalised words alone (the semantic reason's text is added per
     request)."""
     normalised = normalise_text(query)
-    key = (normalised, query_vector is None, *search_settings(settings).values())
+    depends_on = search_settings(settings)
+    key = (normalised, query_vector is None, *depends_on.values())
     cached = _fused_results.get(key)
     if cached is not None and cached[0] is bundle:
         metrics.SEARCH_RETRIEVALS.labels("recent").inc()
         return cached[1]
     fused = None
     if query_vector is not None:
-        fused = bundle.prepared_search(normalised, search_settings(settings))
+        fused = bundle.prepared_search(normalised, depends_on)
     metrics.SEARCH_RETRIEVALS.labels("searched" if fused is None else "prepared").inc()
     if fused is None:
         fused = fuse_retrieval(bundle, expanded, query_vector, settings)
     _fused_results.put(key, (bundle, fused))
     return fused
-
-
-def search_settings(settings: SearchSettings) -> dict[str, float]:
-    """The settings a query's fused retrieval depends on (SEARCH_SETTINGS)."""
-    return {
-        "candidates": settings.candidates,
-        "rrf_k": settings.rrf_k,
-        "min_similarity": settings.min_similarity,
-    }
 
 
 def fuse_retrieval(

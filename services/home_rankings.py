@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from services.artifacts import packed_string, packed_strings
 from services.recommender import Candidate, Reason
 
 PAGE = 20  # the longest first page (offset + limit) a prepared ranking serves
@@ -96,7 +97,7 @@ def pack(users: list[tuple[str, tuple[int, int, int], PreparedRanking]]) -> dict
                 reason_anchors.append(-1 if reason.anchor is None else anchors.of(reason.anchor))
             reason_indptr.append(len(reason_kinds))
     kind_values = kinds.values() or [("", "", "", False)]
-    encoded = [a.encode() for a in anchors.values()]
+    anchor_bytes, anchor_offsets = packed_strings(anchors.values())
     return {
         "home_user_ids": np.array([u[0] for u in users], dtype=str),
         "home_fingerprints": np.array([u[1] for u in users], np.int64).reshape(-1, 3),
@@ -111,8 +112,8 @@ def pack(users: list[tuple[str, tuple[int, int, int], PreparedRanking]]) -> dict
         "home_kind_prefixes": np.array([k[1] for k in kind_values], dtype=str),
         "home_kind_suffixes": np.array([k[2] for k in kind_values], dtype=str),
         "home_kind_inserts": np.array([k[3] for k in kind_values], bool),
-        "home_anchor_bytes": np.frombuffer(b"".join(encoded), np.uint8),
-        "home_anchor_offsets": np.r_[0, np.cumsum([len(a) for a in encoded])].astype(np.int64),
+        "home_anchor_bytes": anchor_bytes,
+        "home_anchor_offsets": anchor_offsets,
     }
 
 
@@ -202,8 +203,8 @@ class HomeRankings:
         if anchor < 0:
             reason = Reason(signal, None, prefix + suffix)
         else:
-            first, last = self.arrays["home_anchor_offsets"][anchor : anchor + 2].tolist()
-            name = self.arrays["home_anchor_bytes"][first:last].tobytes().decode()
+            arrays = self.arrays
+            name = packed_string(arrays["home_anchor_bytes"], arrays["home_anchor_offsets"], anchor)
             reason = Reason(signal, name, prefix + name + suffix if insert else prefix + suffix)
         self._made[(kind, anchor)] = reason
         return reason

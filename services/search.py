@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from services.artifacts import packed_string, packed_strings
 from services.recommender import Reason
 from services.sources import members
 from services.synonyms import ExpandedQuery
@@ -243,6 +244,12 @@ def reciprocal_rank_fusion(retrieved: Retrieved, k: int) -> Fused:
 SEARCH_SETTINGS = ("candidates", "rrf_k", "min_similarity")
 
 
+def search_settings(settings) -> dict[str, float]:
+    """The settings (SEARCH_SETTINGS, from a services.feeds.SearchSettings) a query's fused
+    retrieval depends on."""
+    return {name: getattr(settings, name) for name in SEARCH_SETTINGS}
+
+
 def pack_fused(
     queries: list[str], results: list[Fused], settings: dict[str, float]
 ) -> dict[str, np.ndarray]:
@@ -254,7 +261,7 @@ def pack_fused(
         )
         for f in results
     ]
-    encoded = [p.encode() for p in phrases]
+    phrase_bytes, phrase_offsets = packed_strings(list(phrases))
     return {
         "search_query_texts": np.array(queries, dtype=str),
         "search_settings": np.array([settings[name] for name in SEARCH_SETTINGS], np.float64),
@@ -263,8 +270,8 @@ def pack_fused(
         "search_scores": np.concatenate([f.scores for f in results] or [[]]).astype(np.float64),
         "search_matched": np.concatenate(matched or [[]]).astype(np.int32),
         "search_semantic": np.concatenate([f.semantic for f in results] or [[]]).astype(bool),
-        "search_phrase_bytes": np.frombuffer(b"".join(encoded), np.uint8),
-        "search_phrase_offsets": np.r_[0, np.cumsum([len(p) for p in encoded])].astype(np.int64),
+        "search_phrase_bytes": phrase_bytes,
+        "search_phrase_offsets": phrase_offsets,
     }
 
 
@@ -281,9 +288,10 @@ def prepared_fused(
     keep = positions >= 0
     global_matched = arrays["search_matched"][start:end][keep]
     used = np.unique(global_matched[global_matched >= 0])
-    offsets = arrays["search_phrase_offsets"]
-    phrase_bytes = arrays["search_phrase_bytes"]
-    phrases = [phrase_bytes[offsets[p] : offsets[p + 1]].tobytes().decode() for p in used.tolist()]
+    phrases = [
+        packed_string(arrays["search_phrase_bytes"], arrays["search_phrase_offsets"], p)
+        for p in used.tolist()
+    ]
     matched = np.where(global_matched >= 0, np.searchsorted(used, global_matched), -1)
     return Fused(
         positions[keep].astype(np.int32),

@@ -8,7 +8,8 @@ import pytest
 
 from main import refresh_models
 from ml.train import train
-from services.feeds import SearchSettings, fuse_retrieval, search_settings
+from services.feeds import SearchSettings, fuse_retrieval
+from services.search import search_settings
 from services.text_encoder import embed_query
 
 PROBLEM = "application/problem+json"
