@@ -240,11 +240,14 @@ def recent_clicks_and_queries(
     clicks: dict[str, float] = {}
     queries: dict[str, float] = {}
     for event in events:  # newest first
-        weight = _recency_weight(event["timestamp"], now)
-        if event["event_type"] == "product_click" and len(clicks) < MAX_ANCHOR_CLICKS:
-            clicks.setdefault(event["product_id"], weight)
-        elif event["event_type"] == "search_query" and len(queries) < MAX_ANCHOR_QUERIES:
-            queries.setdefault(event["query"], weight)
+        if event["event_type"] == "product_click":
+            chosen, key, limit = clicks, event["product_id"], MAX_ANCHOR_CLICKS
+        else:
+            chosen, key, limit = queries, event["query"], MAX_ANCHOR_QUERIES
+        if len(chosen) < limit and key not in chosen:
+            chosen[key] = _recency_weight(event["timestamp"], now)
+        elif len(clicks) >= MAX_ANCHOR_CLICKS and len(queries) >= MAX_ANCHOR_QUERIES:
+            break  # both full: older events cannot change them
     return clicks, queries
 
 
