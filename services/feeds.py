@@ -424,7 +424,7 @@ def category_history(
     """The user's categories: the clicked products' (this request's events) plus the daily
     profile's (last 30 days, decayed)."""
     history = Counter(catalog.main_category[p] for p in seen)
-    history.update(user_profile(bundle, user_id)["category"])
+    history.update(user_profile(bundle, user_id, ("category",))["category"])
     return history
 
 
@@ -922,7 +922,7 @@ def _interest_affinity(
     session's clicks."""
     if user_id is None:
         return {}
-    profile = user_profile(bundle, user_id)
+    profile = user_profile(bundle, user_id, ("category", "sub_category"))
     interest: Counter[str] = Counter(profile["sub_category"])
     interest.update({k: 0.5 * v for k, v in profile["category"].items()})
     for product_id, weight in clicks.items():

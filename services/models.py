@@ -152,13 +152,23 @@ class ModelBundle:
 PROFILE_FACETS = ("category", "sub_category", "term")
 
 
-def user_profile(bundle: ModelBundle, user_id: str) -> dict[str, dict[str, float]]:
-    """The user's decayed weights per facet (category, sub_category, term); empty if unknown."""
+def user_profile(
+    bundle: ModelBundle, user_id: str, facets: tuple[str, ...] = PROFILE_FACETS
+) -> dict[str, dict[str, float]]:
+    """The user's decayed weights per facet (category, sub_category, term) of `facets`; empty if
+    unknown. A request reads only the facets it uses: the term facet is the longest."""
     arrays = bundle.arrays
-    profile: dict[str, dict[str, float]] = {facet: {} for facet in PROFILE_FACETS}
+    profile: dict[str, dict[str, float]] = {facet: {} for facet in facets}
     slot = bundle.profile_users.get(user_id)
     if slot is None:
         return profile
+    for facet in facets:
+        indptr = arrays[f"profile_{facet}_indptr"]
+        start, end = indptr[slot], indptr[slot + 1]
+        names = arrays[f"profile_{facet}_vocabulary"][arrays[f"profile_{facet}_indices"][start:end]]
+        weights = arrays[f"profile_{facet}_scores"][start:end]
+        profile[facet] = dict(zip(names.tolist(), weights.tolist(), strict=True))
+    return profile
     for facet in PROFILE_FACETS:
         indptr = arrays[f"profile_{facet}_indptr"]
         start, end = indptr[slot], indptr[slot + 1]
