@@ -36,6 +36,7 @@ from services.catalog import Catalog
 from services.feeds import warm_caches
 from services.interactions import EventWriter
 from services.jobs import JobRunner
+from services.lru import LRU
 from services.models import ModelStore, trending_in_catalog_order
 from services.text_encoder import QueryVectors
 from services.variants import variants_of
@@ -185,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
             app.state.event_writer = EventWriter(pool)
             app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
+            app.state.recent_home_rankings = LRU(settings.home_recent_rankings)
             phases: dict[str, float] = {}
 
             def done(phase: str) -> None:  # seconds since the previous phase ended

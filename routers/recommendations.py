@@ -158,6 +158,7 @@ async def home(
         ranker=variant.ranker,
         max_per_sub_category=settings.home_max_per_sub_category,
         prepared=settings.serve_prepared_home,
+        recent=request.app.state.recent_home_rankings if settings.home_recent_rankings else None,
     )
     return FastJSONResponse(
         _page(request, feed, query) | {"variant": variant.name, "degraded": degraded}

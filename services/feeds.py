@@ -12,7 +12,7 @@ import numpy as np
 from config.settings import Settings
 from services import metrics
 from services.catalog import Catalog
-from services.home_rankings import PAGE, PreparedRanking
+from services.home_rankings import PAGE, PreparedRanking, history_fingerprint
 from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
@@ -449,11 +449,12 @@ def home_feed(
     ranker: str = "learned",
     max_per_sub_category: int = 4,
     prepared: bool = True,
+    recent: LRU | None = None,
 ) -> Feed:
     """Home feed: for users with history, the learned ranker over every source's candidates
     (`ranker="learned"`, when the version has one; the ranking training prepared for these
-    events when there is one and `prepared`) or the spec's weighted merge; a popularity mix for
-    new users."""
+    events when there is one and `prepared`, or the one this worker computed lately for them,
+    kept in `recent`) or the spec's weighted merge; a popularity mix for new users."""
     keep = filters.keep(catalog)
     # Every product clicked in the history window, not only the latest anchors.
     seen = set(clicked_positions(catalog, events))
@@ -474,11 +475,16 @@ def home_feed(
         random.Random(_seed(user_id, now)),
     )
     if ranker == "learned" and bundle.ranker is not None:
-        learned = None
-        if prepared and keep is None and exclude_seen and n <= PAGE:
-            learned = bundle.prepared_home(user_id, events)  # training ranked these events
-        metrics.HOME_RANKINGS.labels("computed" if learned is None else "prepared").inc()
+        learned, source, key = None, "computed", None
+        if keep is None and exclude_seen and n <= PAGE:
+            if prepared:
+                learned, source = bundle.prepared_home(user_id, events), "prepared"
+            if learned is None and recent is not None and bundle.ranker_trending is not None:
+                # Like a prepared ranking, a function of the events and the version alone.
+                key = (bundle.version, user_id, history_fingerprint(events))
+                learned, source = recent.get(key), "recent"
         if learned is None:
+            source = "computed"
             learned = learned_ranking(
                 catalog=catalog,
                 bundle=bundle,
@@ -490,6 +496,10 @@ def home_feed(
                 filters=filters,
                 n=n,
             )
+            if key is not None:
+                learned = learned.completed()
+                recent.put(key, learned)
+        metrics.HOME_RANKINGS.labels(source).inc()
         mixed = mix(
             learned.ranked,
             learned.explore + [c for c in _ranked(diverse) if keep is None or keep(c.position)],
@@ -524,6 +534,12 @@ class PendingRanking(PreparedRanking):
 
     def give_reasons(self, candidates: list[Candidate]) -> None:
         self.found.give_reasons(candidates)
+
+    def completed(self) -> PreparedRanking:
+        """The same ranking with every candidate's reasons, without the candidate set (its
+        features and sources): what a cache of rankings can hold for a few KB each."""
+        self.give_reasons(self.ranked + self.explore)
+        return PreparedRanking(self.ranked, self.explore)
 
 
 def learned_ranking(

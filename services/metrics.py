@@ -40,7 +40,8 @@ EVENT_GROUP_SIZE = Histogram(
 HOME_RANKINGS = Counter(
     "recsys_home_rankings_total",
     "Learned home rankings by where they came from: prepared (by training, for these very"
-    " events) or computed for the request.",
+    " events), recent (computed by this worker for the same events lately) or computed for the"
+    " request.",
     ["source"],
 )
 QUERY_EMBEDDINGS = Counter(

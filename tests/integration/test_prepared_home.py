@@ -89,3 +89,22 @@ async def test_prepared_home_rankings_equal_computed_ones(
     assert prepared._value.get() == served_prepared + 1  # computed: a new event
     assert clicked not in [item["id"] for item in after["items"]]
     assert [i["id"] for i in after["items"]] != [i["id"] for i in before["items"]]
+
+    # The ranking computed for the new history is kept by the worker: the same history again
+    # (a refresh) reads it back and serves the same page; the next click ranks anew.
+    recent, computed = (metrics.HOME_RANKINGS.labels(s) for s in ("recent", "computed"))
+    served_recent, served_computed = recent._value.get(), computed._value.get()
+    again = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    assert recent._value.get() == served_recent + 1
+    assert computed._value.get() == served_computed
+    assert again["items"] == after["items"]
+    second = after["items"][0]["id"]
+    stored = await client.post(
+        "/interactions",
+        json={"user_id": user_id, "event_type": "product_click", "product_id": second},
+    )
+    assert stored.status_code == 201
+    latest = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    assert computed._value.get() == served_computed + 1
+    assert recent._value.get() == served_recent + 1
+    assert second not in [item["id"] for item in latest["items"]]
