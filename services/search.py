@@ -4,9 +4,9 @@ ModelBundle (services/models.py, which imports this module for the fused results
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from services.artifacts import packed_string, packed_strings
 from services.recommender import Reason
@@ -19,7 +19,9 @@ _TOKEN = re.compile(TOKEN_PATTERN)
 # A synonym is good evidence, but the words the shopper typed are better.
 SYNONYM_WEIGHT = 0.8
 # "something to keep my drinks cold": "to" and "my" match half the catalog and mean nothing.
-STOP_WORDS = ENGLISH_STOP_WORDS
+# scikit-learn's English list, read from a copy: importing scikit-learn cost a serving worker
+# over a second of its start-up. A test checks the copy against scikit-learn's.
+STOP_WORDS = frozenset(Path(__file__).with_name("english_stop_words.txt").read_text().split())
 
 # A phrase as TF-IDF terms (all must match) and its weight; a concept is a list of alternative
 # phrases (a word and its synonyms), and a query a list of concepts.
