@@ -68,7 +68,7 @@ class Catalog:
         if arrow_backed:  # one chunk per column (take() is fast), and not a second copy
             self.frame = self.frame.assign(**arrow_backed)
         self.ids = table["id"].to_numpy(zero_copy_only=False)
-        self.position_of = {pid: pos for pos, pid in enumerate(self.ids)}
+        self.position_of = dict(zip(self.ids.tolist(), range(len(self.ids)), strict=True))
         for alias, product_id in self.aliases.items():
             if product_id in self.position_of and alias not in self.position_of:
                 self.position_of[alias] = self.position_of[product_id]

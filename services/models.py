@@ -230,11 +230,10 @@ def bundle_from_arrays(
     ranker: Ranker | None = None,
 ) -> ModelBundle:
     """A bundle over arrays in memory or mapped from a version folder."""
-    product_ids = arrays["product_ids"]
+    # tolist: Python strings in one call, not a numpy scalar and a str() per product.
+    product_ids = arrays["product_ids"].tolist()
     to_catalog = np.fromiter(
-        (position_of.get(str(pid), -1) for pid in product_ids),
-        dtype=np.int64,
-        count=len(product_ids),
+        (position_of.get(pid, -1) for pid in product_ids), dtype=np.int64, count=len(product_ids)
     )
     from_catalog = np.full(catalog_size, -1, dtype=np.int64)
     present = to_catalog >= 0
@@ -244,7 +243,7 @@ def bundle_from_arrays(
             in_catalog = np.zeros(catalog_size, np.float32)
             in_catalog[to_catalog[present]] = arrays[f"sessions_{name}"][present]
             arrays = arrays | {f"catalog_{name}": in_catalog}
-    vocabulary = {str(term): column for column, term in enumerate(arrays["tfidf_vocabulary"])}
+    vocabulary = {term: column for column, term in enumerate(arrays["tfidf_vocabulary"].tolist())}
     return ModelBundle(
         version,
         folder,
