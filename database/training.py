@@ -16,6 +16,19 @@ FROM products ORDER BY id
 """
 
 
+async def _copied(conn: asyncpg.Connection, query: str) -> io.BytesIO:
+    """The query's rows as CSV with a header, in memory. Written by a coroutine: given a file,
+    asyncpg writes each chunk through the thread pool (hundreds of thread hops at 100k rows)."""
+    buffer = io.BytesIO()
+
+    async def write(chunk: bytes) -> None:
+        buffer.write(chunk)
+
+    await conn.copy_from_query(query, output=write, format="csv", header=True)
+    buffer.seek(0)
+    return buffer
+
+
 async def fetch_catalog(*, conn: asyncpg.Connection, arrow_strings: bool = False) -> pd.DataFrame:
     """The whole catalog ordered by id, numeric columns as float (NaN when empty), an empty image
     or link as missing.
@@ -25,9 +38,7 @@ async def fetch_catalog(*, conn: asyncpg.Connection, arrow_strings: bool = False
     strings (one buffer per column instead of a Python object per value: the serving catalog's
     memory).
     """
-    buffer = io.BytesIO()
-    await conn.copy_from_query(_CATALOG, output=buffer, format="csv", header=True)
-    buffer.seek(0)
+    buffer = await _copied(conn, _CATALOG)
     text = pd.ArrowDtype(pa.string()) if arrow_strings else str
     frame = pd.read_csv(
         buffer,
@@ -54,12 +65,8 @@ WHERE "timestamp" >= '{since}'::timestamptz
 
 async def fetch_events(*, conn: asyncpg.Connection, since: datetime) -> pd.DataFrame:
     """Clicks and searches since `since`, streamed with COPY (millions of rows)."""
-    buffer = io.BytesIO()
     # `since` is a datetime we produced, rendered in ISO format: no user text reaches this SQL.
-    await conn.copy_from_query(
-        _EVENTS_SINCE.format(since=since.isoformat()), output=buffer, format="csv", header=True
-    )
-    buffer.seek(0)
+    buffer = await _copied(conn, _EVENTS_SINCE.format(since=since.isoformat()))
     return pd.read_csv(
         buffer,
         dtype={
