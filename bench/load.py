@@ -2,6 +2,7 @@
 
     python -m bench.load [--prepare] [--dir data/bench] [--workers 2] [--connections 32]
                          [--runs health,mixed,home,similar,search,post] [--alone-connections 16]
+                         [--reset-events]
 
 With --prepare, builds the large data set first (bench/prepare.py). Then starts uvicorn with
 --workers on a free port, warms up, and runs wrk with bench/mixed.lua: first the ceiling of a
@@ -12,6 +13,9 @@ similar products, 10 % search, 5 % POST /interactions), then each endpoint on it
 embedded: the encoder every time). After the runs, the service's own counters tell how the load
 was served: home rankings prepared by training or computed, query embeddings trained, recent
 or encoded, search retrievals prepared, recent or searched.
+With --reset-events, the events the runs stored (the POSTs) are deleted afterwards, so a
+second run, of another version of the code say, meets the same known users with the same
+histories (benchmark data only: it deletes every event stored since the runs began).
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
 (<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
 the mixed figure next to the /health ceiling of the same run.
@@ -32,6 +36,7 @@ import httpx
 from bench.prepare import bench_environment, prepare
 from bench.server import server_environment, start_server
 from bench.startup import _memory_mb, _workers
+from database.identifiers import quote_identifier
 from database.server import database_url
 
 LUA = Path(__file__).with_name("mixed.lua")
@@ -59,6 +64,39 @@ async def _sample_data(url: str) -> str:
     lines = ["#users", *(r["user_id"] for r in users), "#products", *(r["id"] for r in products)]
     lines += ["#queries", *(quote(r["query"]) for r in queries)]
     return "\n".join(lines) + "\n"
+
+
+async def _database_now(url: str):
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval("SELECT now()")
+    finally:
+        await conn.close()
+
+
+async def _delete_events_since(url: str, since) -> int:
+    """Delete the events stored since `since` from the log and from their users' tables: the
+    POSTs of a run would otherwise turn the next run's known users into users with events
+    training never saw (their home rankings computed, not prepared). Benchmark data only."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            tables = await conn.fetch(
+                "SELECT DISTINCT r.table_name FROM interaction_events e"
+                " JOIN user_interaction_tables r USING (user_id) WHERE e.timestamp >= $1",
+                since,
+            )
+            deleted = await conn.execute(
+                "DELETE FROM interaction_events WHERE timestamp >= $1", since
+            )
+            for (table,) in tables:  # names from the registry, quoted by the one helper
+                await conn.execute(
+                    f'DELETE FROM {quote_identifier(table)} WHERE "timestamp" >= $1',  # noqa: S608
+                    since,
+                )
+    finally:
+        await conn.close()
+    return int(deleted.split()[-1])
 
 
 def _wrk(url: str, data: Path, mode: str, seconds: int, connections: int, threads: int) -> dict:
@@ -117,6 +155,7 @@ def run(
     seconds: int,
     runs: tuple[str, ...] = RUNS,
     alone_connections: int = 16,
+    reset_events: bool = False,
 ) -> dict:
     import asyncio
 
@@ -124,6 +163,7 @@ def run(
     with database_url(env.get("DATABASE_URL"), pgdata) as db_url:
         data = Path(tempfile.mkdtemp()) / "bench-data.txt"
         data.write_text(asyncio.run(_sample_data(db_url)))
+        started = asyncio.run(_database_now(db_url))
         url, server = start_server(server_environment(env, db_url), workers)
         try:
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
@@ -140,6 +180,9 @@ def run(
         finally:
             server.terminate()
             server.wait(timeout=60)
+            if reset_events:
+                deleted = asyncio.run(_delete_events_since(db_url, started))
+                print(f"deleted the {deleted:,} events stored during the runs")
     return {
         "workers": workers,
         "connections": connections,
@@ -190,6 +233,12 @@ def main() -> None:
     parser.add_argument(
         "--alone-connections", type=int, default=16, help="connections for an endpoint alone"
     )
+    parser.add_argument(
+        "--reset-events",
+        action="store_true",
+        help="delete the events stored during the runs afterwards (benchmark data only), so the "
+        "next run starts from the trained state",
+    )
     args = parser.parse_args()
     env = (
         prepare(args.dir, 575_000, 100_000, 5_000_000)
@@ -204,6 +253,7 @@ def main() -> None:
         args.seconds,
         tuple(args.runs.split(",")),
         args.alone_connections,
+        args.reset_events,
     )
     out = args.dir / f"load-{args.workers}w.json"
     out.parent.mkdir(parents=True, exist_ok=True)
