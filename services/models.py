@@ -169,19 +169,6 @@ def user_profile(
         weights = arrays[f"profile_{facet}_scores"][start:end]
         profile[facet] = dict(zip(names.tolist(), weights.tolist(), strict=True))
     return profile
-    for facet in PROFILE_FACETS:
-        indptr = arrays[f"profile_{facet}_indptr"]
-        start, end = indptr[slot], indptr[slot + 1]
-        vocabulary = arrays[f"profile_{facet}_vocabulary"]
-        profile[facet] = {
-            str(vocabulary[i]): float(w)
-            for i, w in zip(
-                arrays[f"profile_{facet}_indices"][start:end],
-                arrays[f"profile_{facet}_scores"][start:end],
-                strict=True,
-            )
-        }
-    return profile
 
 
 def load_bundle(
