@@ -74,18 +74,25 @@ async def test_prepared_home_rankings_equal_computed_ones(
     # Over HTTP: a prepared user's click shows in the very next feed.
     await refresh_models(app)
     user_id = prepared_users[0]
+
+    async def home() -> dict:
+        return (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+
+    async def click(product_id: str) -> None:
+        stored = await client.post(
+            "/interactions",
+            json={"user_id": user_id, "event_type": "product_click", "product_id": product_id},
+        )
+        assert stored.status_code == 201
+
     prepared = metrics.HOME_RANKINGS.labels("prepared")
     served_prepared = prepared._value.get()
-    before = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    before = await home()
     assert before["strategy"] == "personal_ranked"
     assert prepared._value.get() == served_prepared + 1
     clicked = before["items"][0]["id"]
-    stored = await client.post(
-        "/interactions",
-        json={"user_id": user_id, "event_type": "product_click", "product_id": clicked},
-    )
-    assert stored.status_code == 201
-    after = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    await click(clicked)
+    after = await home()
     assert prepared._value.get() == served_prepared + 1  # computed: a new event
     assert clicked not in [item["id"] for item in after["items"]]
     assert [i["id"] for i in after["items"]] != [i["id"] for i in before["items"]]
@@ -94,17 +101,13 @@ async def test_prepared_home_rankings_equal_computed_ones(
     # (a refresh) reads it back and serves the same page; the next click ranks anew.
     recent, computed = (metrics.HOME_RANKINGS.labels(s) for s in ("recent", "computed"))
     served_recent, served_computed = recent._value.get(), computed._value.get()
-    again = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    again = await home()
     assert recent._value.get() == served_recent + 1
     assert computed._value.get() == served_computed
     assert again["items"] == after["items"]
     second = after["items"][0]["id"]
-    stored = await client.post(
-        "/interactions",
-        json={"user_id": user_id, "event_type": "product_click", "product_id": second},
-    )
-    assert stored.status_code == 201
-    latest = (await client.get("/recommendations/home", params={"user_id": user_id})).json()
+    await click(second)
+    latest = await home()
     assert computed._value.get() == served_computed + 1
     assert recent._value.get() == served_recent + 1
     assert second not in [item["id"] for item in latest["items"]]
