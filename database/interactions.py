@@ -22,12 +22,17 @@ class EventRow:
 
 
 CREATE_USER_TABLE = "SELECT create_user_table($1, $2, $3)"
+# Every write to a user's table changes the user's history stamp (migration 0011).
+BUMP_HISTORY_STAMP = (
+    "UPDATE user_interaction_tables SET history_stamp = history_stamp + 1 WHERE user_id = $1"
+)
 _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
 # The most events a request reads of a user's table (newest first): training prepares home
 # rankings from the same number (ml/prepare_home.py).
 HISTORY_LIMIT = 500
 # One statement text for every user (migration 0009): prepared once per connection.
 _RECENT_USER_EVENTS = "SELECT * FROM recent_user_events($1, $2, $3)"
+_RECENT_USER_EVENTS_UNLESS = "SELECT * FROM recent_user_events_unless($1, $2, $3, $4)"
 
 
 async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
@@ -83,3 +88,23 @@ async def recent_user_events(
         return await conn.fetch(_RECENT_USER_EVENTS, user_id, since, limit)
     except asyncpg.UndefinedTableError:  # registered, but the table was dropped by hand
         return []
+
+
+async def recent_user_events_unless(
+    *,
+    conn: asyncpg.Connection,
+    user_id: str,
+    since: datetime,
+    stamp: int,
+    limit: int = HISTORY_LIMIT,
+) -> list[asyncpg.Record] | None:
+    """None when the user's history stamp is still `stamp` (no event added to or removed from
+    the user's table since it was read: migration 0011), without reading the table; else the
+    user's events as `recent_user_events` returns them."""
+    try:
+        rows = await conn.fetch(_RECENT_USER_EVENTS_UNLESS, user_id, since, limit, stamp)
+    except asyncpg.UndefinedTableError:  # registered, but the table was dropped by hand
+        return []
+    if len(rows) == 1 and rows[0]["event_type"] is None:
+        return None
+    return rows

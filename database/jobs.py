@@ -139,12 +139,25 @@ async def tables_with_events_before(*, conn: asyncpg.Connection, cutoff: datetim
     return [r["table_name"] for r in rows]
 
 
+# The registry rows are locked in user order first, the order ingest_events locks them in (its
+# callers sort the users by code point, as COLLATE "C" does): the two cannot deadlock.
+_BUMP_HISTORY_STAMPS = """
+UPDATE user_interaction_tables SET history_stamp = history_stamp + 1
+WHERE user_id IN (
+    SELECT user_id FROM user_interaction_tables WHERE table_name = ANY($1::text[])
+    ORDER BY user_id COLLATE "C" FOR UPDATE
+)
+"""
+
+
 async def trim_user_tables(
     *, conn: asyncpg.Connection, table_names: list[str], cutoff: datetime
 ) -> int:
-    """Delete rows older than `cutoff` from these per-user tables, in one transaction."""
+    """Delete rows older than `cutoff` from these per-user tables, in one transaction, and
+    change their users' history stamps (migration 0011)."""
     removed = 0
     async with conn.transaction():
+        await conn.execute(_BUMP_HISTORY_STAMPS, table_names, timeout=BATCH_TIMEOUT)
         for table in table_names:
             status = await conn.execute(
                 f'DELETE FROM {quote_identifier(table)} WHERE "timestamp" < $1',  # noqa: S608

@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from database.identifiers import user_index_name, user_table_name
-from database.interactions import CREATE_USER_TABLE
+from database.interactions import BUMP_HISTORY_STAMP, CREATE_USER_TABLE
 
 LOG_COLUMNS = ["user_id", "event_type", "product_id", "query", "timestamp", "event_id"]
 USER_COLUMNS = ["event_type", "product_id", "query", "timestamp"]
@@ -65,6 +65,7 @@ async def _write_batch(conn: asyncpg.Connection, batch: list[tuple[str, list[tup
             name = user_table_name(user_id)
             await conn.fetchval(CREATE_USER_TABLE, user_id, name, user_index_name(user_id))
             await conn.copy_records_to_table(name, records=records, columns=USER_COLUMNS)
+            await conn.execute(BUMP_HISTORY_STAMP, user_id)
 
 
 def _nulls_as_none(frame: pd.DataFrame) -> pd.DataFrame:

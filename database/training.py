@@ -78,3 +78,10 @@ async def fetch_events(*, conn: asyncpg.Connection, since: datetime) -> pd.DataF
         },
         keep_default_na=False,
     )
+
+
+async def fetch_history_stamps(*, conn: asyncpg.Connection) -> dict[str, int]:
+    """Each user's history stamp (changed by every write to the user's table). Read in the
+    transaction that reads the log, they are the stamps of the histories training sees."""
+    rows = await conn.fetch("SELECT user_id, history_stamp FROM user_interaction_tables")
+    return {r["user_id"]: r["history_stamp"] for r in rows}

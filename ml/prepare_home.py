@@ -12,7 +12,7 @@ from database.interactions import HISTORY_LIMIT
 from ml.train_ranker import history_events, trending_at
 from services.catalog import Catalog
 from services.feeds import Filters, category_history, clicked_positions, learned_ranking
-from services.home_rankings import PAGE, PreparedRanking, history_fingerprint, pack
+from services.home_rankings import PAGE, PreparedRanking, PreparedUser, history_fingerprint, pack
 from services.models import bundle_from_arrays
 from services.ranking import Ranker
 from services.synonyms import Synonyms
@@ -32,11 +32,13 @@ def prepare_home_rankings(
     events: pd.DataFrame,
     now: datetime,
     max_users: int,
+    history_stamps: dict[str, int] | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Arrays of the home rankings of the `max_users` most recently active users in `events`
     (the history window as of `now`), and how many users they hold. `arrays` are the new
-    version's, with its ranker_trending; the catalog is the one it was trained on."""
+    version's, with its ranker_trending; the catalog is the one it was trained on.
+    `history_stamps`: the users' stamps read with `events` (none: requests read the tables)."""
     bundle = bundle_from_arrays(
         arrays,
         len(catalog),
@@ -66,6 +68,13 @@ def prepare_home_rankings(
             n=PAGE,
             reasons=True,
         )
-        prepared = PreparedRanking(ranking.ranked, ranking.explore)
-        users.append((str(user_id), history_fingerprint(user_events), prepared))
+        users.append(
+            PreparedUser(
+                user_id=str(user_id),
+                fingerprint=history_fingerprint(user_events),
+                stamp=(history_stamps or {}).get(str(user_id), -1),
+                seen=sorted(seen),
+                ranking=PreparedRanking(ranking.ranked, ranking.explore),
+            )
+        )
     return pack(users), len(users)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from config.settings import Settings, get_settings
 from database.migrations import apply_migrations
 from database.server import database_url
-from database.training import fetch_catalog, fetch_events
+from database.training import fetch_catalog, fetch_events, fetch_history_stamps
 from database.trending import update_trending
 from ml.export_events import read_events, write_events
 from ml.neighbors import prefixed
@@ -584,6 +584,14 @@ def validate_version(
     if home_users is not None and (
         len(arrays["home_indptr"]) != len(home_users) + 1
         or arrays["home_fingerprints"].shape != (len(home_users), 3)
+        or ("home_stamps" in arrays and len(arrays["home_stamps"]) != len(home_users))
+        or (
+            "home_seen_indptr" in arrays
+            and (
+                len(arrays["home_seen_indptr"]) != len(home_users) + 1
+                or (arrays["home_seen_products"] >= expected_products).any()
+            )
+        )
         or (arrays["home_products"] >= expected_products).any()
         or len(arrays["home_reason_indptr"]) != len(arrays["home_products"]) + 1
     ):
@@ -699,8 +707,12 @@ async def train(
     # One read of the log serves both windows: clicks for the models, all events for profiles.
     window_days = max(settings.training_window_days, settings.history_days)
     since = now - timedelta(days=window_days)
+    history_stamps = None  # unknown for an export: prepared users' requests read their tables
     if events_path is None:
-        events = await fetch_events(conn=conn, since=since)
+        # One snapshot for both: a stamp is the one of the history read with it.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            events = await fetch_events(conn=conn, since=since)
+            history_stamps = await fetch_history_stamps(conn=conn)
     else:
         events = await asyncio.to_thread(read_events, events_path, since)
     clicks = events[
@@ -798,6 +810,7 @@ async def train(
                     arrays=carried | arrays,
                     ranker_path=ranker_path,
                     events=events,
+                    history_stamps=history_stamps,
                     now=now,
                     max_users=settings.home_prepared_users,
                     progress=progress,

@@ -9,7 +9,13 @@ count, newest and oldest timestamp) reads that ranking instead of computing it: 
 instead of ~10 ms of sources, features and LightGBM at 550k products. Any new event, an event
 leaving the window, a filter or a longer page: the request computes the ranking itself.
 
-Arrays (prefix "home_", one version's): users sorted by id with their history fingerprint; per
+A user's history stamp (migration 0011), read by training in the snapshot of its events, lets a
+request skip even the read of the user's table: while the stamp is unchanged and no event of the
+history has left the window, the history is the one training ranked, and its clicked products
+(which the feed leaves out) are stored here too.
+
+Arrays (prefix "home_", one version's): users sorted by id with their history fingerprint and
+stamp (-1: unknown), and per user the version rows of the products clicked in the history; per
 user a slice of candidates (product rows of the version, ranker scores), the first
 `home_ranked_counts[u]` the ranked list and the rest the exploration picks; per candidate its
 reasons as (kind, anchor) with kinds (signal, text before and after the anchor) and anchors
@@ -55,11 +61,23 @@ class PreparedRanking:
 
 
 @dataclass
+class PreparedUser:
+    """What training stores of one active user."""
+
+    user_id: str
+    fingerprint: tuple[int, int, int]  # history_fingerprint of the events ranked
+    stamp: int  # the user's history stamp when training read the events; -1: unknown
+    seen: list[int]  # catalog rows (the version's) of the products clicked in the history
+    ranking: PreparedRanking
+
+
+@dataclass
 class _ReadRanking(PreparedRanking):
     """A ranking read from the arrays; its reasons are decoded for the page only."""
 
     reading: "HomeRankings | None" = None
     reason_rows: dict[int, tuple[int, int]] | None = None  # id(candidate) -> its reason rows
+    seen: list[int] | None = None  # catalog positions clicked in the history, when asked for
 
     def give_reasons(self, candidates: list[Candidate]) -> None:
         waiting = [c for c in candidates if id(c) in self.reason_rows]
@@ -79,13 +97,17 @@ class _Vocabulary:
         return list(self.index)
 
 
-def pack(users: list[tuple[str, tuple[int, int, int], PreparedRanking]]) -> dict[str, np.ndarray]:
+def pack(users: list[PreparedUser]) -> dict[str, np.ndarray]:
     """The arrays of the users' rankings (catalog positions must be the version's rows)."""
-    users = sorted(users, key=lambda user: user[0])
+    users = sorted(users, key=lambda user: user.user_id)
     kinds, anchors = _Vocabulary(), _Vocabulary()
     indptr, ranked_counts, products, scores = [0], [], [], []
     reason_indptr, reason_kinds, reason_anchors = [0], [], []
-    for _, _, ranking in users:
+    seen_indptr, seen = [0], []
+    for user in users:
+        seen.extend(user.seen)
+        seen_indptr.append(len(seen))
+        ranking = user.ranking
         candidates = ranking.ranked + ranking.explore
         ranked_counts.append(len(ranking.ranked))
         indptr.append(indptr[-1] + len(candidates))
@@ -99,8 +121,11 @@ def pack(users: list[tuple[str, tuple[int, int, int], PreparedRanking]]) -> dict
     kind_values = kinds.values() or [("", "", "", False)]
     anchor_bytes, anchor_offsets = packed_strings(anchors.values())
     return {
-        "home_user_ids": np.array([u[0] for u in users], dtype=str),
-        "home_fingerprints": np.array([u[1] for u in users], np.int64).reshape(-1, 3),
+        "home_user_ids": np.array([u.user_id for u in users], dtype=str),
+        "home_fingerprints": np.array([u.fingerprint for u in users], np.int64).reshape(-1, 3),
+        "home_stamps": np.array([u.stamp for u in users], np.int64),
+        "home_seen_indptr": np.array(seen_indptr, np.int64),
+        "home_seen_products": np.array(seen, np.int32),
         "home_indptr": np.array(indptr, np.int64),
         "home_ranked_counts": np.array(ranked_counts, np.int32),
         "home_products": np.array(products, np.int32),
@@ -163,9 +188,33 @@ class HomeRankings:
         slot = self.slots.get(user_id)
         if slot is None:
             return None
-        arrays = self.arrays
-        if tuple(arrays["home_fingerprints"][slot].tolist()) != history_fingerprint(events):
+        if tuple(self.arrays["home_fingerprints"][slot].tolist()) != history_fingerprint(events):
             return None
+        return self._read(to_catalog, slot)
+
+    def stamp(self, user_id: str, since: datetime) -> int | None:
+        """The user's history stamp when training read the events it ranked, if it is known and
+        none of those events is older than `since` (the request's window); else None."""
+        slot = self.slots.get(user_id)
+        stamps = self.arrays.get("home_stamps")
+        if slot is None or stamps is None:
+            return None
+        stamp = int(stamps[slot])
+        oldest = int(self.arrays["home_fingerprints"][slot, 2])
+        return stamp if stamp >= 0 and oldest >= _micros(since) else None
+
+    def unread_ranking(self, to_catalog: np.ndarray, user_id: str) -> PreparedRanking:
+        """The user's prepared ranking and clicked products (`seen`, catalog positions), for a
+        request whose history stamp matched `stamp`: its events were not read."""
+        slot = self.slots[user_id]
+        read = self._read(to_catalog, slot)
+        indptr = self.arrays["home_seen_indptr"]
+        rows = self.arrays["home_seen_products"][indptr[slot] : indptr[slot + 1]]
+        read.seen = [p for p in to_catalog[rows].tolist() if p >= 0]
+        return read
+
+    def _read(self, to_catalog: np.ndarray, slot: int) -> "_ReadRanking":
+        arrays = self.arrays
         start, end = int(arrays["home_indptr"][slot]), int(arrays["home_indptr"][slot + 1])
         positions = to_catalog[arrays["home_products"][start:end]].tolist()
         scores = arrays["home_scores"][start:end].tolist()

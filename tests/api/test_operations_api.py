@@ -241,11 +241,17 @@ async def test_retention_removes_old_rows_everywhere_and_keeps_recent_ones(clien
         {"user_id": "newcomer", "event_type": "search_query", "query": "new"},
     ]
     assert (await client.post("/interactions/batch", json={"events": events})).status_code == 201
+    stamps = "SELECT user_id, history_stamp FROM user_interaction_tables"
+    before = dict(await conn.fetch(stamps))
     result = await app.state.jobs.run("retention", "admin")
     assert result.outcome == "succeeded", result.detail
     assert "1 from the log, 1 from 1 user tables" in result.detail
     assert await conn.fetchval('SELECT array_agg(query) FROM "veteran_interactions"') == ["new"]
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 2
+    # The trimmed user's history changed, so did its stamp; the other user's did not.
+    after = dict(await conn.fetch(stamps))
+    assert after["veteran"] != before["veteran"]
+    assert after["newcomer"] == before["newcomer"]
 
 
 async def test_request_id_is_echoed_and_logged_as_json(client, caplog):

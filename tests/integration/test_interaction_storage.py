@@ -7,7 +7,13 @@ import asyncpg
 import pytest
 
 from database.identifiers import quote_identifier, user_index_name, user_table, user_table_name
-from database.interactions import EventRow, ensure_user_table, recent_user_events, store_events
+from database.interactions import (
+    EventRow,
+    ensure_user_table,
+    recent_user_events,
+    recent_user_events_unless,
+    store_events,
+)
 
 
 def _click(user_id: str, product_id: str, event_id: str = "", minutes_ago: int = 0) -> EventRow:
@@ -67,6 +73,44 @@ async def test_recent_events_newest_first_and_bounded_by_time(conn, product_ids)
     events = await recent_user_events(conn=conn, user_id="reader", since=since)
     assert [e["product_id"] for e in events] == [product_ids[2], product_ids[1]]
     assert await recent_user_events(conn=conn, user_id="nobody_yet", since=since) == []
+
+
+async def test_every_write_changes_the_history_stamp_and_a_kept_stamp_skips_the_read(
+    conn, product_ids
+):
+    since = datetime.now(UTC) - timedelta(days=30)
+
+    async def stamp() -> int:
+        sql = "SELECT history_stamp FROM user_interaction_tables WHERE user_id = 'stamped'"
+        return await conn.fetchval(sql)
+
+    await store_events(conn=conn, events=[_click("stamped", product_ids[0], minutes_ago=3)])
+    first = await stamp()
+    unchanged = await recent_user_events_unless(
+        conn=conn, user_id="stamped", since=since, stamp=first
+    )
+    assert unchanged is None
+    await store_events(
+        conn=conn,
+        events=[
+            _click("stamped", product_ids[1], minutes_ago=2),
+            _click("stamped", product_ids[2], minutes_ago=1),
+        ],
+    )
+    second = await stamp()
+    assert second != first
+    # The old stamp no longer holds: the events are read, as recent_user_events reads them.
+    read = await recent_user_events_unless(conn=conn, user_id="stamped", since=since, stamp=first)
+    assert read == await recent_user_events(conn=conn, user_id="stamped", since=since)
+    assert [e["product_id"] for e in read] == [product_ids[2], product_ids[1], product_ids[0]]
+    # A retried event stores nothing and changes nothing.
+    retried = _click("stamped", product_ids[3], event_id="once")
+    await store_events(conn=conn, events=[retried])
+    third = await stamp()
+    await store_events(conn=conn, events=[retried])
+    assert await stamp() == third != second
+    nobody = await recent_user_events_unless(conn=conn, user_id="nobody_yet", since=since, stamp=0)
+    assert nobody == []
 
 
 async def test_client_event_id_is_stored_once(conn, product_ids):
