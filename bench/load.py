@@ -74,13 +74,30 @@ async def _database_now(url: str):
         await conn.close()
 
 
-async def _delete_events_since(url: str, since) -> int:
-    """Delete the events stored since `since` from the log and from their users' tables: the
-    POSTs of a run would otherwise turn the next run's known users into users with events
-    training never saw (their home rankings computed, not prepared). Benchmark data only."""
+async def _history_stamps(url: str) -> list[tuple[str, int]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT user_id, history_stamp FROM user_interaction_tables")
+    finally:
+        await conn.close()
+    return [(r["user_id"], r["history_stamp"]) for r in rows]
+
+
+async def _delete_events_since(url: str, since, stamps: list[tuple[str, int]]) -> int:
+    """Delete the events stored since `since` from the log and from their users' tables, and
+    put back the users' history stamps (`stamps`, read before): the POSTs of a run would
+    otherwise turn the next run's known users into users with events training never saw
+    (their home rankings computed, not prepared). Benchmark data only."""
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction():
+            await conn.execute(
+                "UPDATE user_interaction_tables r SET history_stamp = s.stamp"
+                " FROM unnest($1::text[], $2::bigint[]) AS s(user_id, stamp)"
+                " WHERE r.user_id = s.user_id AND r.history_stamp <> s.stamp",
+                [user for user, _ in stamps],
+                [stamp for _, stamp in stamps],
+            )
             tables = await conn.fetch(
                 "SELECT DISTINCT r.table_name FROM interaction_events e"
                 " JOIN user_interaction_tables r USING (user_id) WHERE e.timestamp >= $1",
@@ -165,6 +182,7 @@ def run(
         data.write_text(asyncio.run(_sample_data(db_url)))
         started = asyncio.run(_database_now(db_url))
         url, server = start_server(server_environment(env, db_url), workers)
+        stamps = asyncio.run(_history_stamps(db_url)) if reset_events else []  # after migrations
         try:
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
             results = {}
@@ -181,7 +199,7 @@ def run(
             server.terminate()
             server.wait(timeout=60)
             if reset_events:
-                deleted = asyncio.run(_delete_events_since(db_url, started))
+                deleted = asyncio.run(_delete_events_since(db_url, started, stamps))
                 print(f"deleted the {deleted:,} events stored during the runs")
     return {
         "workers": workers,

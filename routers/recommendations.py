@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from database.interactions import recent_user_events
+from database.interactions import recent_user_events, recent_user_events_unless
 from database.pool import DatabaseUnavailable, connection
 from routers.dependencies import Pool, query_model, query_parameters
 from routers.problems import ProblemError
@@ -36,6 +36,7 @@ from services.feeds import (
     search_feed,
     session_feed,
     similar_feed,
+    unread_history_stamp,
 )
 from services.text_encoder import embed_query, warm_up
 from services.variants import assign_variant
@@ -72,16 +73,26 @@ def _response(request: Request, feed: Feed, query: RecommendationQuery) -> FastJ
     return FastJSONResponse(_page(request, feed, query))
 
 
-async def _recent_events(pool, user_id: str, since: datetime) -> tuple[list[dict], bool]:
+async def _recent_events(
+    pool, user_id: str, since: datetime, unless_stamp: int | None = None
+) -> tuple[list[dict] | None, bool]:
     """The user's events since `since`, and whether the read failed (database unavailable:
-    the feed is then built from memory alone, marked degraded)."""
+    the feed is then built from memory alone, marked degraded). With `unless_stamp`: None
+    instead of the events when the user's history stamp is that one (the table is not read)."""
     try:
         async with connection(pool) as conn:
-            events = await recent_user_events(conn=conn, user_id=user_id, since=since)
+            if unless_stamp is None:
+                events = await recent_user_events(conn=conn, user_id=user_id, since=since)
+            else:
+                events = await recent_user_events_unless(
+                    conn=conn, user_id=user_id, since=since, stamp=unless_stamp
+                )
     except DatabaseUnavailable as exc:
         logger.warning("history of %s not read, serving degraded: %s", user_id, exc)
         return [], True
-    return [dict(e) for e in events], False
+    if unless_stamp is not None:
+        metrics.HISTORY_READS.labels("read" if events is not None else "skipped").inc()
+    return None if events is None else [dict(e) for e in events], False
 
 
 async def _query_vector(request: Request, bundle, text: str) -> np.ndarray | None:
@@ -136,16 +147,27 @@ def _filters(query: RecommendationQuery) -> Filters:
 async def home(
     request: Request, pool: Pool, query: Annotated[HomeQuery, Depends(query_model(HomeQuery))]
 ):
-    """Personal home feed; the user's recent events are read at request time."""
+    """Personal home feed; the user's recent events are read at request time (unless they are
+    the ones training prepared this user's ranking for: see services/home_rankings.py)."""
     settings = request.app.state.settings
     now = datetime.now(UTC)
-    events, degraded = await _recent_events(
-        pool, query.user_id, now - timedelta(days=settings.history_days)
-    )
+    since = now - timedelta(days=settings.history_days)
     variant = assign_variant(query.user_id, request.app.state.variants, settings.ab_salt)
+    bundle = request.app.state.models.bundle  # the same version for the read and the ranking
+    stamp = unread_history_stamp(
+        bundle=bundle,
+        user_id=query.user_id,
+        since=since,
+        ranker=variant.ranker,
+        prepared=settings.serve_prepared_home,
+        filters=_filters(query),
+        exclude_seen=query.exclude_seen,
+        n=query.offset + query.limit,
+    )
+    events, degraded = await _recent_events(pool, query.user_id, since, unless_stamp=stamp)
     feed = home_feed(
         catalog=request.app.state.catalog,
-        bundle=request.app.state.models.bundle,
+        bundle=bundle,
         trending=request.app.state.trending,
         events=events,
         user_id=query.user_id,

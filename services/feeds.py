@@ -433,12 +433,40 @@ def _seed(user_id: str, now: datetime) -> int:
     return int.from_bytes(hashlib.sha256(f"{user_id}:{now:%Y-%m-%d}".encode()).digest()[:8])
 
 
+def unread_history_stamp(
+    *,
+    bundle: ModelBundle | None,
+    user_id: str,
+    since: datetime,
+    ranker: str,
+    prepared: bool,
+    filters: Filters,
+    exclude_seen: bool,
+    n: int,
+) -> int | None:
+    """The history stamp under which `home_feed` serves the user's prepared ranking without the
+    user's events (events=None), or None when the events must be read: a request a prepared
+    ranking serves (learned ranker, no filter, seen left out, a first page) of a user training
+    ranked, none of whose events has left the window since."""
+    if (
+        bundle is None
+        or bundle.ranker is None
+        or ranker != "learned"
+        or not prepared
+        or filters != Filters()
+        or not exclude_seen
+        or n > PAGE
+    ):
+        return None
+    return bundle.prepared_home_stamp(user_id, since)
+
+
 def home_feed(
     *,
     catalog: Catalog,
     bundle: ModelBundle | None,
     trending: TrendingScores | None,
-    events: list[dict],
+    events: list[dict] | None,
     user_id: str,
     weights: dict[str, float],
     boost_weight: float,
@@ -454,12 +482,16 @@ def home_feed(
     """Home feed: for users with history, the learned ranker over every source's candidates
     (`ranker="learned"`, when the version has one; the ranking training prepared for these
     events when there is one and `prepared`, or the one this worker computed lately for them,
-    kept in `recent`) or the spec's weighted merge; a popularity mix for new users."""
+    kept in `recent`) or the spec's weighted merge; a popularity mix for new users.
+    `events` None: not read, because the user's history stamp says they are the ones training
+    prepared the ranking for (`bundle.prepared_home_stamp`; the caller checked the rest of
+    what a prepared ranking needs: the learned ranker, no filter, seen left out, a first page)."""
     keep = filters.keep(catalog)
+    unread = bundle.unread_prepared_home(user_id) if events is None else None
     # Every product clicked in the history window, not only the latest anchors.
-    seen = set(clicked_positions(catalog, events))
+    seen = set(unread.seen) if unread else set(clicked_positions(catalog, events))
     exclude = seen if exclude_seen else set()
-    if not events or bundle is None:
+    if unread is None and (not events or bundle is None):
         strategy = "new_user" if not events else "popularity_no_models"
         if events:
             sources = new_user_sources(catalog, trending, n + len(exclude), keep)
@@ -475,8 +507,8 @@ def home_feed(
         random.Random(_seed(user_id, now)),
     )
     if ranker == "learned" and bundle.ranker is not None:
-        learned, source, key = None, "computed", None
-        if keep is None and exclude_seen and n <= PAGE:
+        learned, source, key = unread, "prepared", None
+        if learned is None and keep is None and exclude_seen and n <= PAGE:
             if prepared:
                 learned, source = bundle.prepared_home(user_id, events), "prepared"
             if learned is None and recent is not None and bundle.ranker_trending is not None:

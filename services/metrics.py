@@ -44,6 +44,12 @@ HOME_RANKINGS = Counter(
     " request.",
     ["source"],
 )
+HISTORY_READS = Counter(
+    "recsys_history_reads_total",
+    "Home requests of users with a prepared ranking, by whether the user's table was read"
+    " (read) or its history stamp showed no change since training (skipped).",
+    ["result"],
+)
 QUERY_EMBEDDINGS = Counter(
     "recsys_query_embeddings_total",
     "Search query embeddings by where they came from: trained (the log's frequent queries),"

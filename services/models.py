@@ -64,6 +64,15 @@ class ModelBundle:
         """Training's home ranking of the user if it saw exactly these events, else None."""
         return self.home_rankings.ranking(self.to_catalog, user_id, events)
 
+    def prepared_home_stamp(self, user_id: str, since: datetime) -> int | None:
+        """The history stamp under which the user's prepared ranking holds without reading the
+        user's events (services/home_rankings.py), or None."""
+        return self.home_rankings.stamp(user_id, since)
+
+    def unread_prepared_home(self, user_id: str) -> PreparedRanking:
+        """The prepared ranking of a user whose stamp matched, with its `seen` products."""
+        return self.home_rankings.unread_ranking(self.to_catalog, user_id)
+
     def prepared_search(self, query: str, settings: dict[str, float]) -> Fused | None:
         """Training's fused retrieval of a frequent search (normalised), if it used these
         search settings; else None."""

@@ -29,6 +29,15 @@ async def test_prepared_home_rankings_equal_computed_ones(
     assert bundle.ranker is not None and bundle.ranker_trending is not None
     prepared_users = bundle.arrays["home_user_ids"].tolist()
     assert len(prepared_users) == events["user_id"].nunique()
+    # Training read each user's history stamp with the events: the registry's, as nothing was
+    # written since.
+    registry = dict(await conn.fetch("SELECT user_id, history_stamp FROM user_interaction_tables"))
+    assert bundle.arrays["home_stamps"].tolist() == [registry[u] for u in prepared_users]
+    assert min(registry.values()) >= 1  # the simulation's writes changed them
+    # Once an event of the ranked history leaves the window, the stamp alone is not enough.
+    someone, now = prepared_users[0], datetime.now(UTC)
+    assert bundle.prepared_home_stamp(someone, now - timedelta(days=30)) == registry[someone]
+    assert bundle.prepared_home_stamp(someone, now + timedelta(days=1)) is None
     # The same version without the prepared rankings: every request computes its own.
     computing = load_bundle(result.folder, len(catalog), catalog.position_of)
     computing.arrays = {k: v for k, v in computing.arrays.items() if not k.startswith("home_")}
@@ -86,13 +95,24 @@ async def test_prepared_home_rankings_equal_computed_ones(
         assert stored.status_code == 201
 
     prepared = metrics.HOME_RANKINGS.labels("prepared")
-    served_prepared = prepared._value.get()
+    skipped, read = (metrics.HISTORY_READS.labels(r) for r in ("skipped", "read"))
+    served_prepared, reads_skipped = prepared._value.get(), skipped._value.get()
     before = await home()
     assert before["strategy"] == "personal_ranked"
     assert prepared._value.get() == served_prepared + 1
+    # Served without reading the user's table (the stamp is training's), and the same page as
+    # with the events read.
+    assert skipped._value.get() == reads_skipped + 1
+    app.state.settings.serve_prepared_home = False
+    try:
+        assert (await home())["items"] == before["items"]
+    finally:
+        app.state.settings.serve_prepared_home = True
     clicked = before["items"][0]["id"]
     await click(clicked)
+    reads = read._value.get()
     after = await home()
+    assert read._value.get() == reads + 1  # the click changed the stamp: the table is read
     assert prepared._value.get() == served_prepared + 1  # computed: a new event
     assert clicked not in [item["id"] for item in after["items"]]
     assert [i["id"] for i in after["items"]] != [i["id"] for i in before["items"]]
