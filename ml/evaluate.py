@@ -38,12 +38,14 @@ from ml.train import (
     MODELS,
     previous_embeddings,
     query_encoder_files,
+    search_fusion_weight,
     train_arrays,
     train_ranker_file,
 )
 from ml.train_collaborative import interaction_matrix
 from ml.train_ease import fit_ease
 from ml.train_ranker import history_events, trending_at
+from ml.train_search_fusion import search_click_pairs
 from ml.train_sessions import SESSION_GAP_SECONDS
 from ml.user_log import read_user_log
 from services.artifacts import SYNONYMS_FILE, current_version_folder, write_version
@@ -59,7 +61,7 @@ from services.feeds import (
     search_feed,
     similar_feed,
 )
-from services.models import load_bundle
+from services.models import ModelBundle, load_bundle
 from services.ranking import RANKER_FILE
 from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
@@ -204,6 +206,8 @@ def evaluate(
                 # Share of the ranker's training users whose later clicks any source found.
                 "candidate_recall": round(ranking.candidate_recall, 3),
             },
+            # Learned on the training part's searches that led to a click.
+            "search_semantic_weight": bundle.semantic_weight,
         }
         sections = {
             "home": lambda: _evaluate_home(
@@ -248,6 +252,8 @@ def _train_bundle(
     files = {SYNONYMS_FILE: settings.synonyms_path}
     if "embeddings" in models:
         files[INDEX_FILE] = work / INDEX_FILE
+        fusion = search_fusion_weight(catalog, arrays, work / INDEX_FILE, split.train, settings)
+        arrays["search_semantic_weight"] = np.array([fusion.weight])
         # Queries embedded as serving embeds them (the current version's export, reused).
         files |= query_encoder_files(current_version_folder(settings.artifacts_dir), work)
     ranking = train_ranker_file(
@@ -398,20 +404,16 @@ def _evaluate_search(
     catalog, bundle, trending, split, settings, max_cases, seed, click_share, progress
 ) -> dict[str, dict]:
     """Each test search followed (same session) by a click: the clicked product is relevant."""
-    test = split.test.sort_values(["user_id", "epoch"])
-    following = test.shift(-1)
-    cases = test[
-        (test["event_type"] == "search_query")
-        & (following["event_type"] == "product_click")
-        & (following["user_id"] == test["user_id"])
-        & (following["epoch"] - test["epoch"] <= SESSION_GAP_SECONDS)
-    ]
-    # .loc, not assign(Series): on an empty frame assign would take the Series' whole index.
-    cases = cases.assign(clicked=following.loc[cases.index, "product_id"].to_numpy())
+    cases = search_click_pairs(split.test)
     rng = np.random.default_rng(seed)
     cases = cases.iloc[rng.permutation(len(cases))[:max_cases]]
     search_settings = replace(SearchSettings.of(settings), personal_boost=0.0)
-    variants = {"lexical + semantic (RRF)": True, "lexical only": False}
+    variants = {
+        "lexical + semantic (RRF)": (True, bundle),  # with the learned semantic weight
+        # Fused as before the weight was learned, on the same version.
+        "lexical + semantic (RRF, equal weights)": (True, _with_semantic_weight(bundle, 1.0)),
+        "lexical only": (False, bundle),
+    }
     scores = {name: Scores() for name in variants}
     # As serving embeds a query: the version's exported encoder (else the torch model), once
     # per query (the cases repeat their queries).
@@ -422,7 +424,7 @@ def _evaluate_search(
         )
         if not relevant:
             continue
-        for name, semantic in variants.items():
+        for name, (semantic, fused_by) in variants.items():
             vector = None
             if semantic and bundle.vector_index is not None:
                 vector = bundle.cached_query_vector(case.query)
@@ -430,7 +432,7 @@ def _evaluate_search(
                     vector = embed(case.query.lower())
             feed = search_feed(
                 catalog=catalog,
-                bundle=bundle,
+                bundle=fused_by,
                 trending=trending,
                 query=case.query,
                 query_vector=vector,
@@ -445,6 +447,12 @@ def _evaluate_search(
     return {name: s.summary(len(catalog)) for name, s in scores.items()}
 
 
+def _with_semantic_weight(bundle: ModelBundle, weight: float) -> ModelBundle:
+    """The same version, its searches fused with another semantic weight."""
+    weighted = bundle.arrays | {"search_semantic_weight": np.array([weight])}
+    return replace(bundle, arrays=weighted, search_queries={})  # nothing prepared with the other
+
+
 # --- Output ------------------------------------------------------------------------------------
 
 
@@ -454,6 +462,8 @@ def markdown(report: dict) -> str:
         f"{report['test_events']:,} test events, {report['products']:,} products.",
         "",
         "Ranker: " + ", ".join(f"{k} {v}" for k, v in report.get("ranker", {}).items()),
+        "",
+        f"Search: semantic weight in fusion {report.get('search_semantic_weight')} (learned).",
         "",
     ]
     for section in ("home", "similar", "search"):

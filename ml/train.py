@@ -50,6 +50,7 @@ from ml.train_embeddings import (
 )
 from ml.train_profiles import build_profiles
 from ml.train_ranker import RankerExamples, RankerTraining, fit_ranker, ranker_examples
+from ml.train_search_fusion import DEFAULT_WEIGHT, FusionChoice, learn_semantic_weight
 from ml.train_sessions import session_index, split_sessions
 from services.artifacts import (
     MANIFEST,
@@ -443,6 +444,23 @@ def _training_bundle(
     )
 
 
+def search_fusion_weight(
+    catalog: Catalog,
+    arrays: dict[str, np.ndarray],
+    index_path: Path,
+    events: pd.DataFrame,
+    settings: Settings,
+) -> FusionChoice:
+    """The semantic path's fusion weight learned from the log's searches that led to a click
+    (ml/train_search_fusion.py), as serving fuses them."""
+    if arrays.get("embedding_query_texts") is None:
+        return FusionChoice(DEFAULT_WEIGHT, 0, {})
+    bundle = _training_bundle(
+        catalog, arrays, Synonyms.load(settings.synonyms_path), open_index(index_path)
+    )
+    return learn_semantic_weight(catalog, bundle, events, SearchSettings.of(settings))
+
+
 def prepared_search_arrays(
     catalog: Catalog, arrays: dict[str, np.ndarray], index_path: Path, settings: Settings
 ) -> dict[str, np.ndarray]:
@@ -578,6 +596,9 @@ def validate_version(
         or arrays["search_matched"].max(initial=-1) >= len(arrays["search_phrase_offsets"]) - 1
     ):
         raise ValueError("prepared searches do not fit their queries or the catalog")
+    weight = arrays.get("search_semantic_weight")
+    if weight is not None and (weight.shape != (1,) or not 0 < float(weight[0]) < np.inf):
+        raise ValueError("the search fusion's semantic weight is not one positive number")
     if "ranker_trending" in arrays and len(arrays["ranker_trending"]) != expected_products:
         raise ValueError("the ranker's trending scores do not cover the catalog")
     home_users = arrays.get("home_user_ids")
@@ -773,6 +794,18 @@ async def train(
         if "embeddings" in models:
             new_files[INDEX_FILE] = index_path
             new_files |= await asyncio.to_thread(query_encoder_files, previous, Path(work))
+        started = time.perf_counter()
+        fusion = await asyncio.to_thread(
+            search_fusion_weight,
+            trained_on,
+            carried | arrays,
+            (carried_files | new_files)[INDEX_FILE],
+            events,
+            settings,
+        )
+        arrays["search_semantic_weight"] = np.array([fusion.weight])
+        counts["search_fusion_searches"] = fusion.searches
+        seconds["search_fusion"] = time.perf_counter() - started
         started = time.perf_counter()
         arrays |= await asyncio.to_thread(
             prepared_search_arrays,

@@ -949,14 +949,24 @@ def fuse_retrieval(
     settings: SearchSettings,
 ) -> Fused:
     """Lexical (synonym-expanded) and semantic (when there is a query vector) retrieval, fused
-    by rank."""
-    retrieved = Retrieved(
+    by rank with the version's semantic weight."""
+    retrieved = retrieve(bundle, expanded, query_vector, settings)
+    return reciprocal_rank_fusion(retrieved, settings.rrf_k, bundle.semantic_weight)
+
+
+def retrieve(
+    bundle: ModelBundle,
+    expanded: ExpandedQuery,
+    query_vector: np.ndarray | None,
+    settings: SearchSettings,
+) -> Retrieved:
+    """Each path's best matches: lexical (synonym-expanded) and semantic (with a vector)."""
+    return Retrieved(
         lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
         semantic_search(bundle, query_vector, settings.candidates, settings.min_similarity)
         if query_vector is not None
         else [],
     )
-    return reciprocal_rank_fusion(retrieved, settings.rrf_k)
 
 
 def _ranked(source: Source) -> list[Candidate]:

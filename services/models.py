@@ -82,6 +82,12 @@ class ModelBundle:
         return prepared_fused(self.arrays, row, self.to_catalog, settings)
 
     @cached_property
+    def semantic_weight(self) -> float:
+        """The semantic path's weight in search fusion, learned by training (1.0 before)."""
+        learned = self.arrays.get("search_semantic_weight")
+        return 1.0 if learned is None else float(learned[0])
+
+    @cached_property
     def home_rankings(self) -> HomeRankings:
         return HomeRankings(self.arrays, self.home_users)
 

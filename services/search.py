@@ -203,11 +203,12 @@ class Fused:
         return reasons
 
 
-def reciprocal_rank_fusion(retrieved: Retrieved, k: int) -> Fused:
-    """score = sum over the rankings an item is in of 1 / (k + rank): robust to the two paths'
-    incomparable score scales, and an item both paths found rises to the top. A lexical hit
-    counts in proportion to the share of the query it matches ("wireless" alone is a third of
-    "wireless thing for ears")."""
+def reciprocal_rank_fusion(retrieved: Retrieved, k: int, semantic_weight: float = 1.0) -> Fused:
+    """score = sum over the rankings an item is in of weight / (k + rank): robust to the two
+    paths' incomparable score scales, and an item both paths found rises to the top. A lexical
+    hit counts in proportion to the share of the query it matches ("wireless" alone is a third
+    of "wireless thing for ears"); a semantic one with the weight training learned for the
+    path (ml/train_search_fusion.py)."""
     phrases: dict[str, int] = {}
     slot_of: dict[int, int] = {}  # each product once, in order of first appearance
     positions, scores, matched, semantic = [], [], [], []
@@ -229,7 +230,7 @@ def reciprocal_rank_fusion(retrieved: Retrieved, k: int) -> Fused:
             matched[row] = phrases.setdefault(words, len(phrases))
     for rank, (position, _similarity) in enumerate(retrieved.semantic, start=1):
         row = slot(position)
-        scores[row] += 1.0 / (k + rank)
+        scores[row] += semantic_weight / (k + rank)
         semantic[row] = True
     return Fused(
         np.array(positions, np.int32),

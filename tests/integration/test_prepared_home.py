@@ -9,6 +9,7 @@ from database.interactions import recent_user_events
 from main import load_catalog, refresh_models
 from ml.simulate import SimulationConfig
 from ml.train import train
+from ml.train_search_fusion import WEIGHTS
 from services import metrics
 from services.feeds import Filters, home_feed
 from services.models import load_bundle
@@ -27,6 +28,7 @@ async def test_prepared_home_rankings_equal_computed_ones(
     catalog = await load_catalog(conn)
     bundle = load_bundle(result.folder, len(catalog), catalog.position_of)
     assert bundle.ranker is not None and bundle.ranker_trending is not None
+    assert bundle.semantic_weight in WEIGHTS  # learned from the log's searches
     prepared_users = bundle.arrays["home_user_ids"].tolist()
     assert len(prepared_users) == events["user_id"].nunique()
     # Training read each user's history stamp with the events: the registry's, as nothing was

@@ -10,6 +10,7 @@ from database.interactions import recent_user_events
 from database.training import fetch_catalog, fetch_events
 from ml.evaluate import evaluate, write_report
 from ml.simulate import SimulationConfig
+from ml.train_search_fusion import WEIGHTS
 from tests.conftest import store_simulated_log
 
 pytestmark = pytest.mark.usefixtures("seeded_artifacts")
@@ -52,6 +53,10 @@ async def test_simulated_log_lands_everywhere_and_evaluates(database_url, conn, 
     for name in singles:
         assert learned["ndcg@10"] > home[name]["ndcg@10"] * 1.1, name
     assert report["search"]["lexical + semantic (RRF)"]["cases"] > 10
+    # The semantic weight is learned on the training part's searches; the report has the rows
+    # to compare the served fusion with.
+    assert report["search_semantic_weight"] in WEIGHTS
+    assert {"lexical + semantic (RRF, equal weights)", "lexical only"} <= set(report["search"])
     write_report(report, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text())["home"] == home
     assert "| weighted (0.5, 0.4, 0.1) |" in (tmp_path / "out" / "evaluation.md").read_text()
