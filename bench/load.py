@@ -38,6 +38,7 @@ from bench.server import server_environment, start_server
 from bench.startup import _memory_mb, _workers
 from database.identifiers import quote_identifier
 from database.server import database_url
+from database.training import fetch_history_stamps
 
 LUA = Path(__file__).with_name("mixed.lua")
 
@@ -74,16 +75,15 @@ async def _database_now(url: str):
         await conn.close()
 
 
-async def _history_stamps(url: str) -> list[tuple[str, int]]:
+async def _history_stamps(url: str) -> dict[str, int]:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch("SELECT user_id, history_stamp FROM user_interaction_tables")
+        return await fetch_history_stamps(conn=conn)
     finally:
         await conn.close()
-    return [(r["user_id"], r["history_stamp"]) for r in rows]
 
 
-async def _delete_events_since(url: str, since, stamps: list[tuple[str, int]]) -> int:
+async def _delete_events_since(url: str, since, stamps: dict[str, int]) -> int:
     """Delete the events stored since `since` from the log and from their users' tables, and
     put back the users' history stamps (`stamps`, read before): the POSTs of a run would
     otherwise turn the next run's known users into users with events training never saw
@@ -95,8 +95,8 @@ async def _delete_events_since(url: str, since, stamps: list[tuple[str, int]]) -
                 "UPDATE user_interaction_tables r SET history_stamp = s.stamp"
                 " FROM unnest($1::text[], $2::bigint[]) AS s(user_id, stamp)"
                 " WHERE r.user_id = s.user_id AND r.history_stamp <> s.stamp",
-                [user for user, _ in stamps],
-                [stamp for _, stamp in stamps],
+                list(stamps),
+                list(stamps.values()),
             )
             tables = await conn.fetch(
                 "SELECT DISTINCT r.table_name FROM interaction_events e"
@@ -182,7 +182,7 @@ def run(
         data.write_text(asyncio.run(_sample_data(db_url)))
         started = asyncio.run(_database_now(db_url))
         url, server = start_server(server_environment(env, db_url), workers)
-        stamps = asyncio.run(_history_stamps(db_url)) if reset_events else []  # after migrations
+        stamps = asyncio.run(_history_stamps(db_url)) if reset_events else {}  # after migrations
         try:
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
             results = {}

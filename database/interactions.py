@@ -30,9 +30,8 @@ _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 
 # The most events a request reads of a user's table (newest first): training prepares home
 # rankings from the same number (ml/prepare_home.py).
 HISTORY_LIMIT = 500
-# One statement text for every user (migration 0009): prepared once per connection.
-_RECENT_USER_EVENTS = "SELECT * FROM recent_user_events($1, $2, $3)"
-_RECENT_USER_EVENTS_UNLESS = "SELECT * FROM recent_user_events_unless($1, $2, $3, $4)"
+# One statement text for every user (migrations 0009, 0011): prepared once per connection.
+_RECENT_USER_EVENTS = "SELECT * FROM recent_user_events($1, $2, $3, $4)"
 
 
 async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
@@ -81,30 +80,20 @@ async def store_events(*, conn: asyncpg.Connection, events: list[EventRow]) -> l
 
 
 async def recent_user_events(
-    *, conn: asyncpg.Connection, user_id: str, since: datetime, limit: int = HISTORY_LIMIT
-) -> list[asyncpg.Record]:
-    """The user's events since `since`, newest first; [] for a user with no table yet."""
-    try:
-        return await conn.fetch(_RECENT_USER_EVENTS, user_id, since, limit)
-    except asyncpg.UndefinedTableError:  # registered, but the table was dropped by hand
-        return []
-
-
-async def recent_user_events_unless(
     *,
     conn: asyncpg.Connection,
     user_id: str,
     since: datetime,
-    stamp: int,
     limit: int = HISTORY_LIMIT,
+    unless_stamp: int | None = None,
 ) -> list[asyncpg.Record] | None:
-    """None when the user's history stamp is still `stamp` (no event added to or removed from
-    the user's table since it was read: migration 0011), without reading the table; else the
-    user's events as `recent_user_events` returns them."""
+    """The user's events since `since`, newest first; [] for a user with no table yet. With
+    `unless_stamp`: None, without reading the table, when the user's history stamp is still
+    that one (no event added to or removed from the table since: migration 0011)."""
     try:
-        rows = await conn.fetch(_RECENT_USER_EVENTS_UNLESS, user_id, since, limit, stamp)
+        rows = await conn.fetch(_RECENT_USER_EVENTS, user_id, since, limit, unless_stamp)
     except asyncpg.UndefinedTableError:  # registered, but the table was dropped by hand
         return []
-    if len(rows) == 1 and rows[0]["event_type"] is None:
+    if unless_stamp is not None and len(rows) == 1 and rows[0]["event_type"] is None:
         return None
     return rows

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from database.interactions import recent_user_events, recent_user_events_unless
+from database.interactions import recent_user_events
 from database.pool import DatabaseUnavailable, connection
 from routers.dependencies import Pool, query_model, query_parameters
 from routers.problems import ProblemError
@@ -81,12 +81,9 @@ async def _recent_events(
     instead of the events when the user's history stamp is that one (the table is not read)."""
     try:
         async with connection(pool) as conn:
-            if unless_stamp is None:
-                events = await recent_user_events(conn=conn, user_id=user_id, since=since)
-            else:
-                events = await recent_user_events_unless(
-                    conn=conn, user_id=user_id, since=since, stamp=unless_stamp
-                )
+            events = await recent_user_events(
+                conn=conn, user_id=user_id, since=since, unless_stamp=unless_stamp
+            )
     except DatabaseUnavailable as exc:
         logger.warning("history of %s not read, serving degraded: %s", user_id, exc)
         return [], True

@@ -453,12 +453,16 @@ def unread_history_stamp(
         or bundle.ranker is None
         or ranker != "learned"
         or not prepared
-        or filters != Filters()
-        or not exclude_seen
-        or n > PAGE
+        or not _kept_ranking_serves(filters, exclude_seen, n)
     ):
         return None
     return bundle.prepared_home_stamp(user_id, since)
+
+
+def _kept_ranking_serves(filters: Filters, exclude_seen: bool, n: int) -> bool:
+    """Whether a ranking kept for a history (prepared by training, or recent in this worker)
+    serves the request: no filter, seen products left out, a page within the first PAGE."""
+    return filters == Filters() and exclude_seen and n <= PAGE
 
 
 def home_feed(
@@ -508,7 +512,7 @@ def home_feed(
     )
     if ranker == "learned" and bundle.ranker is not None:
         learned, source, key = unread, "prepared", None
-        if learned is None and keep is None and exclude_seen and n <= PAGE:
+        if learned is None and _kept_ranking_serves(filters, exclude_seen, n):
             if prepared:
                 learned, source = bundle.prepared_home(user_id, events), "prepared"
             if learned is None and recent is not None and bundle.ranker_trending is not None:

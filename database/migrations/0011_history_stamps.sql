@@ -96,10 +96,12 @@ BEGIN
 END
 $$;
 
--- recent_user_events (migration 0009) unless the user's stamp is p_stamp: then one row of
--- NULLs (never a stored event: event_type is NOT NULL), and the table is not read.
-CREATE FUNCTION recent_user_events_unless(
-    p_user text, p_since timestamptz, p_limit integer, p_stamp bigint
+-- recent_user_events (migration 0009), with the stamp training read: when the user's stamp is
+-- still p_unless_stamp, one row of NULLs (never a stored event: event_type is NOT NULL) and the
+-- table is not read. NULL (the default): always read, as before.
+DROP FUNCTION recent_user_events(text, timestamptz, integer);
+CREATE FUNCTION recent_user_events(
+    p_user text, p_since timestamptz, p_limit integer, p_unless_stamp bigint DEFAULT NULL
 )
 RETURNS TABLE (event_type text, product_id text, query text, "timestamp" timestamptz)
 LANGUAGE plpgsql STABLE AS $$
@@ -112,7 +114,7 @@ BEGIN
     IF user_table IS NULL THEN
         RETURN;
     END IF;
-    IF user_stamp = p_stamp THEN
+    IF user_stamp = p_unless_stamp THEN
         RETURN QUERY SELECT NULL::text, NULL::text, NULL::text, NULL::timestamptz;
         RETURN;
     END IF;

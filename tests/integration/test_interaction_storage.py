@@ -11,7 +11,6 @@ from database.interactions import (
     EventRow,
     ensure_user_table,
     recent_user_events,
-    recent_user_events_unless,
     store_events,
 )
 
@@ -86,8 +85,8 @@ async def test_every_write_changes_the_history_stamp_and_a_kept_stamp_skips_the_
 
     await store_events(conn=conn, events=[_click("stamped", product_ids[0], minutes_ago=3)])
     first = await stamp()
-    unchanged = await recent_user_events_unless(
-        conn=conn, user_id="stamped", since=since, stamp=first
+    unchanged = await recent_user_events(
+        conn=conn, user_id="stamped", since=since, unless_stamp=first
     )
     assert unchanged is None
     await store_events(
@@ -100,7 +99,7 @@ async def test_every_write_changes_the_history_stamp_and_a_kept_stamp_skips_the_
     second = await stamp()
     assert second != first
     # The old stamp no longer holds: the events are read, as recent_user_events reads them.
-    read = await recent_user_events_unless(conn=conn, user_id="stamped", since=since, stamp=first)
+    read = await recent_user_events(conn=conn, user_id="stamped", since=since, unless_stamp=first)
     assert read == await recent_user_events(conn=conn, user_id="stamped", since=since)
     assert [e["product_id"] for e in read] == [product_ids[2], product_ids[1], product_ids[0]]
     # A retried event stores nothing and changes nothing.
@@ -109,7 +108,7 @@ async def test_every_write_changes_the_history_stamp_and_a_kept_stamp_skips_the_
     third = await stamp()
     await store_events(conn=conn, events=[retried])
     assert await stamp() == third != second
-    nobody = await recent_user_events_unless(conn=conn, user_id="nobody_yet", since=since, stamp=0)
+    nobody = await recent_user_events(conn=conn, user_id="nobody_yet", since=since, unless_stamp=0)
     assert nobody == []
 
 
