@@ -43,6 +43,7 @@ from services.variants import variants_of
 
 logger = logging.getLogger(__name__)
 WEB_DIR = PROJECT_ROOT / "web"
+TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 async def load_catalog(conn) -> Catalog:
@@ -239,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Hybrid product recommendations for an e-commerce catalog.",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
     )
     install_problem_handlers(app)
     install_problem_docs(app)
