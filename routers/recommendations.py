@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
 from database.interactions import recent_user_events
 from database.pool import DatabaseUnavailable, connection
-from routers.dependencies import Pool, query_model, query_parameters
+from routers.dependencies import parse_query, query_parameters
 from routers.problems import ProblemError
 from routers.responses import FastJSONResponse
 from schemas import (
@@ -141,11 +141,10 @@ def _filters(query: RecommendationQuery) -> Filters:
     name="recommendations:home",
     openapi_extra=query_parameters(HomeQuery),
 )
-async def home(
-    request: Request, pool: Pool, query: Annotated[HomeQuery, Depends(query_model(HomeQuery))]
-):
+async def home(request: Request):
     """Personal home feed; the user's recent events are read at request time (unless they are
     the ones training prepared this user's ranking for: see services/home_rankings.py)."""
+    query = parse_query(request, HomeQuery)
     settings = request.app.state.settings
     now = datetime.now(UTC)
     since = now - timedelta(days=settings.history_days)
@@ -161,7 +160,9 @@ async def home(
         exclude_seen=query.exclude_seen,
         n=query.offset + query.limit,
     )
-    events, degraded = await _recent_events(pool, query.user_id, since, unless_stamp=stamp)
+    events, degraded = await _recent_events(
+        request.app.state.pool, query.user_id, since, unless_stamp=stamp
+    )
     feed = home_feed(
         catalog=request.app.state.catalog,
         bundle=bundle,
@@ -194,9 +195,9 @@ async def home(
 async def similar_products(
     request: Request,
     product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)],
-    query: Annotated[SimilarQuery, Depends(query_model(SimilarQuery))],
 ):
     """Products like this one: TF-IDF similar (default), also viewed, or a blend of the two."""
+    query = parse_query(request, SimilarQuery)
     catalog = request.app.state.catalog
     position = catalog.position_of.get(product_id)
     if position is None:
@@ -220,10 +221,9 @@ async def similar_products(
     name="recommendations:session",
     openapi_extra=query_parameters(SessionQuery),
 )
-async def session(
-    request: Request, query: Annotated[SessionQuery, Depends(query_model(SessionQuery))]
-):
+async def session(request: Request):
     """Recommendations for an anonymous visit from the products viewed in it (session-kNN)."""
+    query = parse_query(request, SessionQuery)
     catalog = request.app.state.catalog
     unknown = [p for p in query.product_ids if p not in catalog.position_of]
     if len(unknown) == len(query.product_ids):
@@ -252,17 +252,16 @@ async def session(
     name="recommendations:search",
     openapi_extra=query_parameters(SearchQuery),
 )
-async def search(
-    request: Request, pool: Pool, query: Annotated[SearchQuery, Depends(query_model(SearchQuery))]
-):
+async def search(request: Request):
     """Search: synonym-expanded lexical and semantic matches, fused; fallback when none match."""
+    query = parse_query(request, SearchQuery)
     settings = request.app.state.settings
     now = datetime.now(UTC)
     bundle = request.app.state.models.bundle
     events, degraded = [], False
     if query.user_id is not None:
         since = now - timedelta(days=settings.history_days)
-        events, degraded = await _recent_events(pool, query.user_id, since)
+        events, degraded = await _recent_events(request.app.state.pool, query.user_id, since)
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
         query_vector = await _query_vector(request, bundle, query.q.lower())

@@ -1,13 +1,13 @@
-"""The routers' one-call query-string parsing (routers/dependencies.query_model) accepts, refuses
+"""The routers' one-call query-string parsing (routers/dependencies.parse_query) accepts, refuses
 and documents exactly what FastAPI's own `Annotated[Model, Query()]` does."""
 
 from typing import Annotated
 
 import pytest
-from fastapi import Depends, FastAPI, Query
+from fastapi import FastAPI, Query, Request
 from fastapi.testclient import TestClient
 
-from routers.dependencies import query_model, query_parameters
+from routers.dependencies import parse_query, query_parameters
 from routers.problems import install_problem_handlers
 from schemas import HomeQuery, SearchQuery, SessionQuery, SimilarQuery
 
@@ -27,12 +27,16 @@ def _app() -> FastAPI:
         def fastapi_way(query: Annotated[model, Query()]):
             return query.model_dump(mode="json")
 
-        def one_call(query: Annotated[model, Depends(query_model(model))]):
-            return query.model_dump(mode="json")
-
         app.get(f"/fastapi/{name}")(fastapi_way)
-        app.get(f"/fast/{name}", openapi_extra=query_parameters(model))(one_call)
+        app.get(f"/fast/{name}", openapi_extra=query_parameters(model))(_one_call(model))
     return app
+
+
+def _one_call(model):
+    def one_call(request: Request):
+        return parse_query(request, model).model_dump(mode="json")
+
+    return one_call
 
 
 CASES = [
