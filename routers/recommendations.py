@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from database.interactions import recent_user_events
 from database.pool import DatabaseUnavailable, connection
-from routers.dependencies import parse_query, query_parameters
+from routers.dependencies import RequestRoute, parse_query, query_parameters
 from routers.problems import ProblemError
 from routers.responses import FastJSONResponse
 from schemas import (
@@ -42,7 +42,8 @@ from services.text_encoder import embed_query, warm_up
 from services.variants import assign_variant
 
 logger = logging.getLogger(__name__)
-router = APIRouter(prefix="/recommendations", tags=["recommendations"])
+# Every endpoint here takes the request alone (and a path parameter): see RequestRoute.
+router = APIRouter(prefix="/recommendations", tags=["recommendations"], route_class=RequestRoute)
 PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}
 
 

@@ -4,12 +4,13 @@ and documents exactly what FastAPI's own `Annotated[Model, Query()]` does."""
 from typing import Annotated
 
 import pytest
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
-from routers.dependencies import parse_query, query_parameters
+from routers.dependencies import RequestRoute, parse_query, query_parameters
 from routers.problems import install_problem_handlers
-from schemas import HomeQuery, SearchQuery, SessionQuery, SimilarQuery
+from schemas import PRODUCT_ID_REGEX, HomeQuery, SearchQuery, SessionQuery, SimilarQuery
 
 MODELS = {
     "home": HomeQuery,
@@ -29,6 +30,20 @@ def _app() -> FastAPI:
 
         app.get(f"/fastapi/{name}")(fastapi_way)
         app.get(f"/fast/{name}", openapi_extra=query_parameters(model))(_one_call(model))
+
+    @app.get("/fastapi/product/{product_id}")
+    def product_fastapi_way(product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)]):
+        return {"product_id": product_id}
+
+    direct = APIRouter(route_class=RequestRoute)
+
+    @direct.get("/fast/product/{product_id}")
+    async def product_direct(
+        request: Request, product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)]
+    ):
+        return JSONResponse({"product_id": product_id})
+
+    app.include_router(direct)
     return app
 
 
@@ -56,6 +71,9 @@ CASES = [
     ("search", "q=%EF%BD%94%EF%BD%96++stand&user_id=U1"),
     ("search", "q=%20%20"),
     ("search", "q=tv%01"),
+    ("product/B09N3ZNHTY", ""),  # a path parameter, checked by RequestRoute
+    ("product/bad-id!", ""),
+    ("product/" + "X" * 80, "limit=3"),
 ]
 
 
@@ -71,6 +89,14 @@ def test_same_answer_as_fastapi_query_models(name, query_string):
     assert _without_instance(ours.json()) == _without_instance(theirs.json())
 
 
+def test_request_route_checks_path_parameters():
+    client = TestClient(_app())
+    assert client.get("/fast/product/B09N3ZNHTY").json() == {"product_id": "B09N3ZNHTY"}
+    refused = client.get("/fast/product/bad-id!")
+    assert refused.status_code == 422
+    assert [e["field"] for e in refused.json()["errors"]] == ["path.product_id"]
+
+
 def _without_instance(body: dict) -> dict:
     return {key: value for key, value in body.items() if key != "instance"}
 
@@ -81,3 +107,5 @@ def test_documented_as_fastapi_documents_query_models():
         fast = paths[f"/fast/{name}"]["get"]["parameters"]
         assert fast == paths[f"/fastapi/{name}"]["get"]["parameters"]
         assert {p["name"] for p in fast} == set(MODELS[name].model_fields)
+    product = paths["/fast/product/{product_id}"]["get"]["parameters"]
+    assert product == paths["/fastapi/product/{product_id}"]["get"]["parameters"]
