@@ -64,23 +64,44 @@ class RequestContextMiddleware:
             # The route template keeps label values few ("/recommendations/product/{product_id}").
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            metrics.REQUEST_SECONDS.labels(method, template).observe(seconds)
-            metrics.REQUESTS.labels(method, template, str(status)).inc()
-            # Path only: query strings can carry search text; headers are never logged.
-            access_log.info(
-                "%s %s %s",
-                method,
-                scope["path"],
-                status,
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                },
-            )
+            latency, answered = _request_metrics(method, template, status)
+            latency.observe(seconds)
+            answered.inc()
+            if access_log.isEnabledFor(logging.INFO):
+                # Path only: query strings can carry search text; headers are never logged.
+                access_log.info(
+                    "%s %s %s",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                    },
+                )
             request_id.reset(token)
+
+
+# The two request metrics of each (method, route, status): prometheus_client's labels() costs
+# more than the update itself. Few keys (route templates, not paths), bounded all the same.
+_request_children: dict[tuple[str, str, int], tuple] = {}
+REQUEST_METRIC_KEYS = 1_000
+
+
+def _request_metrics(method: str, template: str, status: int) -> tuple:
+    key = (method, template, status)
+    children = _request_children.get(key)
+    if children is None:
+        if len(_request_children) >= REQUEST_METRIC_KEYS:
+            _request_children.clear()
+        children = _request_children[key] = (
+            metrics.REQUEST_SECONDS.labels(method, template),
+            metrics.REQUESTS.labels(method, template, str(status)),
+        )
+    return children
 
 
 class BodySizeLimitMiddleware:
