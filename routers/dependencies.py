@@ -1,8 +1,10 @@
 """Typed dependencies shared by the routers."""
 
+import email.message
+import json
 from collections.abc import Awaitable, Callable
-from functools import cache
-from typing import Annotated, TypeVar, get_origin
+from functools import cache, lru_cache
+from typing import Annotated, Any, TypeVar, get_origin
 
 import asyncpg
 from fastapi import Depends, Request, Response
@@ -10,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined as Undefined
+from starlette.exceptions import HTTPException
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -64,14 +68,18 @@ def query_parameters(model: type[BaseModel]) -> dict:
 
 
 class RequestRoute(APIRoute):
-    """A route whose endpoint takes the request (and its path parameters, already checked by
-    the route) and returns a Response: called directly, without FastAPI's per-request
-    dependency resolution, which costs as much as a light endpoint itself. The endpoint parses
-    its query with `parse_query`; the OpenAPI document is built from its signature as usual."""
+    """A route whose endpoint takes the request, its path parameters and its JSON body (both
+    checked here, with FastAPI's rules and 422s) and returns a Response: called directly,
+    without FastAPI's per-request dependency resolution, which costs as much as a light
+    endpoint itself. The endpoint parses its query with `parse_query`; the OpenAPI document is
+    built from its signature as usual."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         endpoint = self.endpoint
-        path = {field.name: _path_adapter(field.field_info) for field in self.dependant.path_params}
+        path = {field.name: _adapter(field.field_info) for field in self.dependant.path_params}
+        if len(self.dependant.body_params) > 1:
+            raise TypeError(f"{self.path}: RequestRoute takes one body parameter at most")
+        body = [(field.name, _adapter(field.field_info)) for field in self.dependant.body_params]
 
         async def handler(request: Request) -> Response:
             values, errors = {}, []
@@ -82,11 +90,63 @@ class RequestRoute(APIRoute):
                     errors += [e | {"loc": ("path", name)} for e in exc.errors(include_url=False)]
             if errors:
                 raise RequestValidationError(errors)
+            for name, adapter in body:
+                values[name] = _validated(adapter, await _json_body(request), "body")
             return await endpoint(request, **values)
 
         return handler
 
 
-def _path_adapter(field_info: FieldInfo) -> TypeAdapter:
-    """Validates a path parameter as FastAPI does: its type with the Path(...) constraints."""
+def _adapter(field_info: FieldInfo) -> TypeAdapter:
+    """Validates a parameter as FastAPI does: its type with its Path(...) or Body constraints."""
     return TypeAdapter(Annotated[field_info.annotation, field_info])
+
+
+async def _json_body(request: Request) -> Any:
+    """The body as FastAPI reads it for a JSON body parameter: parsed when its content type is
+    JSON (a 422 when it is not valid JSON), the bytes as they are under another content type or
+    none, Undefined when empty."""
+    raw = await request.body()
+    if not raw:
+        return Undefined
+    if not _is_json(request.headers.get("content-type", "")):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        error = {
+            "type": "json_invalid",
+            "loc": ("body", exc.pos),
+            "msg": "JSON decode error",
+            "input": {},
+            "ctx": {"error": exc.msg},
+        }
+        raise RequestValidationError([error], body=exc.doc) from exc
+    except ValueError as exc:  # not UTF-8
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _validated(adapter: TypeAdapter, value: Any, where: str) -> Any:
+    if value is Undefined:
+        missing = {"type": "missing", "loc": (where,), "msg": "Field required", "input": None}
+        raise RequestValidationError([missing])
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [error | {"loc": (where, *error["loc"])} for error in errors], body=value
+        ) from None
+
+
+@lru_cache(maxsize=64)  # a client names any content type: bounded
+def _is_json(content_type: str) -> bool:
+    """application/json or application/*+json, as FastAPI decides (no content type: not JSON)."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, status
 
-from routers.dependencies import Pool
+from routers.dependencies import RequestRoute
 from routers.problems import ProblemError
 from routers.responses import FastJSONResponse
 from schemas import (
@@ -16,7 +16,8 @@ from schemas import (
 from services.interactions import UnknownProductsError, ingest_events
 from services.variants import assign_variant
 
-router = APIRouter(prefix="/interactions", tags=["interactions"])
+# The endpoints take the request and their checked body: see RequestRoute.
+router = APIRouter(prefix="/interactions", tags=["interactions"], route_class=RequestRoute)
 PROBLEM_RESPONSES = {422: {"model": Problem, "description": "Invalid event"}}
 
 
@@ -46,11 +47,11 @@ def _variant_of(request: Request):
     responses={200: {"description": "Retry of an event_id already stored"}, **PROBLEM_RESPONSES},
     name="interactions:create",
 )
-async def create_interaction(event: InteractionIn, pool: Pool, request: Request):
+async def create_interaction(request: Request, event: InteractionIn):
     """Store one interaction event in the user's table (created on first event)."""
     try:
         [stored] = await ingest_events(
-            pool=pool,
+            pool=request.app.state.pool,
             events=[event],
             variant_of=_variant_of(request),
             catalog=request.app.state.catalog,
@@ -73,11 +74,11 @@ async def create_interaction(event: InteractionIn, pool: Pool, request: Request)
     responses=PROBLEM_RESPONSES,
     name="interactions:create_batch",
 )
-async def create_interactions_batch(batch: InteractionBatchIn, pool: Pool, request: Request):
+async def create_interactions_batch(request: Request, batch: InteractionBatchIn):
     """Store up to 1,000 events atomically: all are validated before any is stored."""
     try:
         events = await ingest_events(
-            pool=pool,
+            pool=request.app.state.pool,
             events=batch.events,
             variant_of=_variant_of(request),
             catalog=request.app.state.catalog,
@@ -87,6 +88,5 @@ async def create_interactions_batch(batch: InteractionBatchIn, pool: Pool, reque
             exc, field_prefix="body.events.{position}.product_id"
         ) from exc
     duplicates = sum(event.duplicate for event in events)
-    return InteractionBatchOut(
-        stored=len(events) - duplicates, duplicates=duplicates, events=events
-    )
+    out = InteractionBatchOut(stored=len(events) - duplicates, duplicates=duplicates, events=events)
+    return FastJSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)

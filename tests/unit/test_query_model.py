@@ -1,5 +1,6 @@
-"""The routers' one-call query-string parsing (routers/dependencies.parse_query) accepts, refuses
-and documents exactly what FastAPI's own `Annotated[Model, Query()]` does."""
+"""The routers' own request parsing (routers/dependencies: parse_query for query strings,
+RequestRoute for path parameters and JSON bodies) accepts, refuses and documents exactly what
+FastAPI's own parameter handling does."""
 
 from typing import Annotated
 
@@ -10,7 +11,15 @@ from fastapi.testclient import TestClient
 
 from routers.dependencies import RequestRoute, parse_query, query_parameters
 from routers.problems import install_problem_handlers
-from schemas import PRODUCT_ID_REGEX, HomeQuery, SearchQuery, SessionQuery, SimilarQuery
+from schemas import (
+    PRODUCT_ID_REGEX,
+    HomeQuery,
+    InteractionBatchIn,
+    InteractionIn,
+    SearchQuery,
+    SessionQuery,
+    SimilarQuery,
+)
 
 MODELS = {
     "home": HomeQuery,
@@ -42,6 +51,22 @@ def _app() -> FastAPI:
         request: Request, product_id: Annotated[str, Path(pattern=PRODUCT_ID_REGEX)]
     ):
         return JSONResponse({"product_id": product_id})
+
+    @app.post("/fastapi/event")
+    def event_fastapi_way(event: InteractionIn):
+        return event.model_dump(mode="json")
+
+    @app.post("/fastapi/batch")
+    def batch_fastapi_way(batch: InteractionBatchIn):
+        return batch.model_dump(mode="json")
+
+    @direct.post("/fast/event")
+    async def event_direct(request: Request, event: InteractionIn):
+        return JSONResponse(event.model_dump(mode="json"))
+
+    @direct.post("/fast/batch")
+    async def batch_direct(request: Request, batch: InteractionBatchIn):
+        return JSONResponse(batch.model_dump(mode="json"))
 
     app.include_router(direct)
     return app
@@ -86,6 +111,35 @@ def test_same_answer_as_fastapi_query_models(name, query_string):
     if ours.status_code == 422:  # the problem's instance is the path, which differs here
         assert ours.json().pop("instance") == f"/fast/{name}"
         assert theirs.json().pop("instance") == f"/fastapi/{name}"
+    assert _without_instance(ours.json()) == _without_instance(theirs.json())
+
+
+CLICK = b'{"user_id": "U1", "event_type": "product_click", "product_id": "B09N3ZNHTY"}'
+JSON = {"content-type": "application/json"}
+BODIES = [
+    ("event", CLICK, JSON),
+    ("event", CLICK, {"content-type": "application/vnd.shop+json; charset=utf-8"}),
+    ("event", b'{"user_id": "U1", "event_type": "search_query", "query": " tv "}', JSON),
+    ("event", b'{"user_id": "U1", "event_type": "product_click"}', JSON),
+    ("event", b'{"user_id": "U 1", "event_type": "purchase", "product_id": 3}', JSON),
+    ("event", b"{not json", JSON),
+    ("event", b"[1, 2", JSON),
+    ("event", b"\xff\xfe{", JSON),
+    ("event", b"", JSON),
+    ("event", CLICK, {}),  # no content type: not read as JSON
+    ("event", CLICK, {"content-type": "text/plain"}),
+    ("batch", b'{"events": [' + CLICK + b", " + CLICK + b"]}", JSON),
+    ("batch", b'{"events": []}', JSON),
+    ("batch", b'{"events": [{"user_id": "U1"}]}', JSON),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "headers"), BODIES)
+def test_same_body_handling_as_fastapi(name, body, headers):
+    client = TestClient(_app())
+    ours = client.post(f"/fast/{name}", content=body, headers=headers)
+    theirs = client.post(f"/fastapi/{name}", content=body, headers=headers)
+    assert ours.status_code == theirs.status_code
     assert _without_instance(ours.json()) == _without_instance(theirs.json())
 
 
