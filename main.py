@@ -34,6 +34,7 @@ from schemas import MAX_BODY_BYTES
 from services import metrics
 from services.catalog import Catalog
 from services.feeds import warm_caches
+from services.history import HistoryReader
 from services.interactions import EventWriter
 from services.jobs import JobRunner
 from services.lru import LRU
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.background_tasks = set()
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
             app.state.event_writer = EventWriter(pool)
+            app.state.history_reader = HistoryReader(pool)
             app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
             app.state.recent_home_rankings = LRU(settings.home_recent_rankings)
             phases: dict[str, float] = {}

@@ -30,8 +30,18 @@ _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 
 # The most events a request reads of a user's table (newest first): training prepares home
 # rankings from the same number (ml/prepare_home.py).
 HISTORY_LIMIT = 500
-# One statement text for every user (migrations 0009, 0011): prepared once per connection.
-_RECENT_USER_EVENTS = "SELECT * FROM recent_user_events($1, $2, $3, $4)"
+# One statement text for every group of users (migration 0012): prepared once per connection.
+_RECENT_USERS_EVENTS = "SELECT * FROM recent_users_events($1, $2, $3, $4)"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """One request's read of a user's recent events."""
+
+    user_id: str
+    since: datetime  # events at or after this time
+    # When the user's history stamp is still this one, the table is not read (migration 0011).
+    unless_stamp: int | None = None
 
 
 async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
@@ -86,14 +96,45 @@ async def recent_user_events(
     since: datetime,
     limit: int = HISTORY_LIMIT,
     unless_stamp: int | None = None,
-) -> list[asyncpg.Record] | None:
+) -> list[dict] | None:
     """The user's events since `since`, newest first; [] for a user with no table yet. With
     `unless_stamp`: None, without reading the table, when the user's history stamp is still
     that one (no event added to or removed from the table since: migration 0011)."""
+    [events] = await recent_users_events(
+        conn=conn, reads=[HistoryRead(user_id, since, unless_stamp)], limit=limit
+    )
+    return events
+
+
+async def recent_users_events(
+    *, conn: asyncpg.Connection, reads: list[HistoryRead], limit: int = HISTORY_LIMIT
+) -> list[list[dict] | None]:
+    """Each read's events (as `recent_user_events` answers it), in one statement. A user
+    registered but whose table was dropped by hand fails the statement (UndefinedTableError),
+    unless the read is the only one: then it has no events."""
     try:
-        rows = await conn.fetch(_RECENT_USER_EVENTS, user_id, since, limit, unless_stamp)
-    except asyncpg.UndefinedTableError:  # registered, but the table was dropped by hand
-        return []
-    if unless_stamp is not None and len(rows) == 1 and rows[0]["event_type"] is None:
-        return None
-    return rows
+        rows = await conn.fetch(
+            _RECENT_USERS_EVENTS,
+            [read.user_id for read in reads],
+            [read.since for read in reads],
+            limit,
+            [read.unless_stamp for read in reads],
+        )
+    except asyncpg.UndefinedTableError:
+        if len(reads) == 1:
+            return [[]]
+        raise
+    events: list[list[dict] | None] = [[] for _ in reads]
+    for request, event_type, product_id, query, timestamp in rows:
+        if event_type is None:  # the stamp held: the table was not read
+            events[request - 1] = None
+        else:
+            events[request - 1].append(
+                {
+                    "event_type": event_type,
+                    "product_id": product_id,
+                    "query": query,
+                    "timestamp": timestamp,
+                }
+            )
+    return events

@@ -10,8 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from database.interactions import recent_user_events
-from database.pool import DatabaseUnavailable, connection
+from database.pool import DatabaseUnavailable
 from routers.dependencies import RequestRoute, parse_query, query_parameters
 from routers.problems import ProblemError
 from routers.responses import FastJSONResponse
@@ -75,22 +74,19 @@ def _response(request: Request, feed: Feed, query: RecommendationQuery) -> FastJ
 
 
 async def _recent_events(
-    pool, user_id: str, since: datetime, unless_stamp: int | None = None
+    request: Request, user_id: str, since: datetime, unless_stamp: int | None = None
 ) -> tuple[list[dict] | None, bool]:
     """The user's events since `since`, and whether the read failed (database unavailable:
     the feed is then built from memory alone, marked degraded). With `unless_stamp`: None
     instead of the events when the user's history stamp is that one (the table is not read)."""
     try:
-        async with connection(pool) as conn:
-            events = await recent_user_events(
-                conn=conn, user_id=user_id, since=since, unless_stamp=unless_stamp
-            )
+        events = await request.app.state.history_reader.read(user_id, since, unless_stamp)
     except DatabaseUnavailable as exc:
         logger.warning("history of %s not read, serving degraded: %s", user_id, exc)
         return [], True
     if unless_stamp is not None:
         metrics.HISTORY_READS.labels("read" if events is not None else "skipped").inc()
-    return None if events is None else [dict(e) for e in events], False
+    return events, False
 
 
 async def _query_vector(request: Request, bundle, text: str) -> np.ndarray | None:
@@ -161,9 +157,7 @@ async def home(request: Request):
         exclude_seen=query.exclude_seen,
         n=query.offset + query.limit,
     )
-    events, degraded = await _recent_events(
-        request.app.state.pool, query.user_id, since, unless_stamp=stamp
-    )
+    events, degraded = await _recent_events(request, query.user_id, since, unless_stamp=stamp)
     feed = home_feed(
         catalog=request.app.state.catalog,
         bundle=bundle,
@@ -262,7 +256,7 @@ async def search(request: Request):
     events, degraded = [], False
     if query.user_id is not None:
         since = now - timedelta(days=settings.history_days)
-        events, degraded = await _recent_events(request.app.state.pool, query.user_id, since)
+        events, degraded = await _recent_events(request, query.user_id, since)
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
         query_vector = await _query_vector(request, bundle, query.q.lower())

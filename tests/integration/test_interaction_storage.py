@@ -178,3 +178,40 @@ async def test_concurrent_single_events_are_committed_together(database_url, con
         assert len(stored) == sum(r.user_id == f"known_{n}" for r in rows) + (n == 0)
     for n in range(10):
         assert len(await recent_user_events(conn=conn, user_id=f"fresh_{n}", since=since)) == 1
+
+
+async def test_concurrent_history_reads_are_read_together(database_url, conn, product_ids):
+    from database.pool import create_pool
+    from services.history import HistoryReader
+
+    for n in range(4):
+        events = [_click(f"reader_{n}", product_ids[k], minutes_ago=k) for k in range(n + 1)]
+        await store_events(conn=conn, events=events)
+    await store_events(conn=conn, events=[_click("dropped", product_ids[0])])
+    stamps = dict(await conn.fetch("SELECT user_id, history_stamp FROM user_interaction_tables"))
+    since = datetime.now(UTC) - timedelta(hours=1)
+    # Users with events, without any, read twice, with their stamp (not read) and another.
+    reads = [("reader_0", None), ("nobody", None), ("reader_3", None), ("reader_3", None)]
+    reads += [("reader_2", stamps["reader_2"]), ("reader_1", stamps["reader_1"] + 1)] * 5
+    expected = [
+        await recent_user_events(conn=conn, user_id=user, since=since, unless_stamp=stamp)
+        for user, stamp in reads
+    ]
+    assert expected[4] is None and expected[1] == [] and len(expected[2]) == 4
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    try:
+        reader = HistoryReader(pool)
+        results = await asyncio.gather(*(reader.read(u, since, s) for u, s in reads))
+        assert results == expected
+        assert reader.statements < len(reads) / 2  # grouped: far fewer statements than reads
+        # A table dropped by hand fails its group's statement: the others are read one by one.
+        table = await conn.fetchval(
+            "SELECT table_name FROM user_interaction_tables WHERE user_id = 'dropped'"
+        )
+        await conn.execute(f"DROP TABLE {quote_identifier(table)}")
+        results = await asyncio.gather(
+            *(reader.read(u, since, s) for u, s in reads[:4]), reader.read("dropped", since)
+        )
+        assert results == [*expected[:4], []]
+    finally:
+        await pool.close()
