@@ -16,6 +16,7 @@ import asyncpg
 
 from database.interactions import HistoryRead, recent_users_events
 from database.pool import DatabaseUnavailable, connection
+from services import metrics
 
 logger = logging.getLogger(__name__)
 # At most this many reads in one statement: a longer one would hold back the requests it serves.
@@ -74,6 +75,7 @@ class HistoryReader:
                 await self._read([member])
             return
         self.statements += 1
+        metrics.HISTORY_READ_GROUP_SIZE.observe(len(group))
         for (_, future), read in zip(group, events, strict=True):
             if not future.done():  # a request cancelled meanwhile (client gone)
                 future.set_result(read)

@@ -37,6 +37,11 @@ EVENT_GROUP_SIZE = Histogram(
     "Events stored per statement by a worker's group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+HISTORY_READ_GROUP_SIZE = Histogram(
+    "recsys_history_read_group_size",
+    "Users' histories read per statement by a worker's grouped reads.",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 HOME_RANKINGS = Counter(
     "recsys_home_rankings_total",
     "Learned home rankings by where they came from: prepared (by training, for these very"
