@@ -2,27 +2,25 @@
 
 Single events from concurrent requests are committed together (group commit): each worker's
 `EventWriter` gathers the events that arrive while a write is in flight and stores them in the
-next statement. A request is answered only after the statement holding its events committed.
+next statement (services/grouped.py). A request is answered only after the statement holding its
+events committed.
 """
 
-import asyncio
 import dataclasses
-import logging
 import uuid
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
 
 from database.interactions import EventRow, store_events
-from database.pool import DatabaseUnavailable, connection
+from database.pool import connection
 from database.products import canonical_product_ids
 from schemas import InteractionIn, InteractionOut
 from services import metrics
 from services.catalog import Catalog
+from services.grouped import StatementGroups
 
-logger = logging.getLogger(__name__)
 # At most this many events in one group statement: a longer statement would hold back the
 # requests whose events it carries.
 MAX_GROUP_EVENTS = 500
@@ -54,81 +52,34 @@ def to_event_rows(
     ]
 
 
-class EventWriter:
-    """Stores events for one worker, committing concurrent requests' events in one statement.
-
-    No fixed wait: the first event is written at once, and whatever arrives while that write is
-    in flight goes into the next one, so a group grows with the load and costs nothing when idle.
-    """
+class EventWriter(StatementGroups[list[EventRow], list[EventRow]]):
+    """Stores events for one worker, committing concurrent requests' events in one statement
+    (services/grouped.py)."""
 
     def __init__(self, pool: asyncpg.Pool, max_group_events: int = MAX_GROUP_EVENTS):
-        self.pool = pool
-        self.max_group_events = max_group_events
-        self._pending: deque[tuple[list[EventRow], asyncio.Future]] = deque()
-        self._drainer: asyncio.Task | None = None
-        self.statements = 0  # group statements written (for tests and benchmarks)
+        super().__init__(pool, max_group_events)
+
+    def size(self, rows: list[EventRow]) -> int:
+        return len(rows)
 
     async def store(self, rows: list[EventRow]) -> list[EventRow]:
         """Store `rows` (distinct event ids); returns those stored now (the others were stored
         before: retries). DatabaseUnavailable when the database cannot be reached."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((rows, future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await future
+        return await self.submit(rows)
 
-    async def _drain(self) -> None:
-        while self._pending:
-            group, size = [], 0
-            while self._pending and (
-                not group or size + len(self._pending[0][0]) <= self.max_group_events
-            ):
-                rows, future = self._pending.popleft()
-                group.append((rows, future))
-                size += len(rows)
-            try:
-                await self._write(group)
-            except BaseException as exc:  # cancelled at shutdown: no request is left waiting
-                _fail(group, exc if isinstance(exc, Exception) else DatabaseUnavailable("stopped"))
-                raise
-
-    async def _write(self, group: list[tuple[list[EventRow], asyncio.Future]]) -> None:
+    async def run_group(
+        self, conn: asyncpg.Connection, requests: list[list[EventRow]]
+    ) -> list[list[EventRow]]:
         # The same client event id from two requests in one group: only the first is sent;
         # the other is a retry of it.
         first: dict[str, EventRow] = {}
-        for rows, _ in group:
+        for rows in requests:
             for row in rows:
                 first.setdefault(row.event_id, row)
-        try:
-            async with connection(self.pool) as conn:
-                stored = await store_events(conn=conn, events=list(first.values()))
-        except DatabaseUnavailable as exc:
-            _fail(group, exc)
-            return
-        except asyncpg.PostgresError as exc:
-            if len(group) == 1:
-                _fail(group, exc)
-                return
-            # One request's events broke the statement (it should not: they were checked):
-            # the others must not fail with it.
-            logger.warning(
-                "group of %d requests failed (%s); storing them one by one", len(group), exc
-            )
-            for member in group:
-                await self._write([member])
-            return
-        self.statements += 1
+        stored = await store_events(conn=conn, events=list(first.values()))
         metrics.EVENT_GROUP_SIZE.observe(len(first))
         stored_now = {id(row) for row in stored}
-        for rows, future in group:
-            if not future.done():  # a request cancelled meanwhile (client gone): stored anyway
-                future.set_result([row for row in rows if id(row) in stored_now])
-
-
-def _fail(group, exc: BaseException) -> None:
-    for _, future in group:
-        if not future.done():
-            future.set_exception(exc)
+        return [[row for row in rows if id(row) in stored_now] for rows in requests]
 
 
 def known_products(

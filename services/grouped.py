@@ -1,0 +1,95 @@
+"""The statements of concurrent requests run together, one per group: the group commit of
+single events (`EventWriter`) and the grouped history reads (`HistoryReader`).
+
+No fixed wait: the first request's statement runs at once, and whatever arrives while it is in
+flight goes into the next one, so a group grows with the load and costs nothing when idle. A
+request never joins a statement already sent: it sees everything committed before it arrived.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from typing import Generic, TypeVar
+
+import asyncpg
+
+from database.pool import DatabaseUnavailable, connection
+
+logger = logging.getLogger(__name__)
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class StatementGroups(Generic[Item, Result]):
+    """One worker's queue of requests' items, run in groups of at most `max_group_size` (in
+    `size` units) by `run_group`, one statement per group."""
+
+    def __init__(self, pool: asyncpg.Pool, max_group_size: int):
+        self.pool = pool
+        self.max_group_size = max_group_size
+        self._pending: deque[tuple[Item, asyncio.Future]] = deque()
+        self._drainer: asyncio.Task | None = None
+        self.statements = 0  # group statements run (for tests and benchmarks)
+
+    def size(self, item: Item) -> int:
+        return 1
+
+    async def run_group(self, conn: asyncpg.Connection, items: list[Item]) -> list[Result]:
+        """Each item's result, from one statement."""
+        raise NotImplementedError
+
+    async def submit(self, item: Item) -> Result:
+        """The item's result once its group's statement is done; DatabaseUnavailable when the
+        database cannot be reached."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            group, size = [], 0
+            while self._pending and (
+                not group or size + self.size(self._pending[0][0]) <= self.max_group_size
+            ):
+                item, future = self._pending.popleft()
+                group.append((item, future))
+                size += self.size(item)
+            try:
+                await self._run(group)
+            except BaseException as exc:  # cancelled at shutdown: no request is left waiting
+                _fail(group, exc if isinstance(exc, Exception) else DatabaseUnavailable("stopped"))
+                raise
+
+    async def _run(self, group: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            async with connection(self.pool) as conn:
+                results = await self.run_group(conn, [item for item, _ in group])
+        except DatabaseUnavailable as exc:
+            _fail(group, exc)
+            return
+        except asyncpg.PostgresError as exc:
+            if len(group) == 1:
+                _fail(group, exc)
+                return
+            # One request's item broke the statement: the others must not fail with it.
+            logger.warning(
+                "%s: group of %d failed (%s); running them one by one",
+                type(self).__name__,
+                len(group),
+                exc,
+            )
+            for member in group:
+                await self._run([member])
+            return
+        self.statements += 1
+        for (_, future), result in zip(group, results, strict=True):
+            if not future.done():  # a request cancelled meanwhile (client gone)
+                future.set_result(result)
+
+
+def _fail(group, exc: BaseException) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(exc)
