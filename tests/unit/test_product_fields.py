@@ -11,6 +11,8 @@ def test_rows_equal_arrow_to_pylist():
         {
             "id": [f"P{i:03d}" for i in range(rows)],
             "name": [None if i % 7 == 0 else f"naïve “name” {i}\n\\" for i in range(rows)],
+            # 64-bit offsets (the serving catalog's Arrow strings) beside the 32-bit ones above.
+            "link": pa.array([f"https://x/{i}" for i in range(rows)], pa.large_string()),
             "category": [None if i == 3 else ("A", "B")[i % 2] for i in range(rows)],
             "count": pa.array([None if i % 5 == 0 else i * 10 for i in range(rows)], pa.int64()),
             "price": [None if i % 6 == 0 else i / 3 for i in range(rows)],
