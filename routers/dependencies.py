@@ -71,8 +71,9 @@ class RequestRoute(APIRoute):
     """A route whose endpoint takes the request, its path parameters and its JSON body (both
     checked here, with FastAPI's rules and 422s) and returns a Response: called directly,
     without FastAPI's per-request dependency resolution, which costs as much as a light
-    endpoint itself. The endpoint parses its query with `parse_query`; the OpenAPI document is
-    built from its signature as usual."""
+    endpoint itself. The endpoint parses its query with `parse_query` (so a request with a bad
+    path parameter and a bad query gets the path's 422 alone); the OpenAPI document is built
+    from its signature as usual."""
 
     def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
         endpoint = self.endpoint
