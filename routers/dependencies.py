@@ -1,4 +1,6 @@
-"""Typed dependencies shared by the routers."""
+"""How the routers get their inputs: the pool dependency, and the query, path and body parsing
+of the hot routes (`parse_query`, `RequestRoute`), which skip FastAPI's per-request dependency
+resolution with the same rules and 422s."""
 
 import email.message
 import json
@@ -54,7 +56,7 @@ def _list_fields(model: type[BaseModel]) -> frozenset[str]:
 
 def query_parameters(model: type[BaseModel]) -> dict:
     """The OpenAPI query parameters of `model`, as FastAPI documents `Annotated[model, Query()]`
-    (for routes that parse it with `query_model`)."""
+    (for routes that parse it with `parse_query`)."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     required = set(schema.get("required", ()))
     parameters = []
