@@ -86,15 +86,16 @@ class RequestRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             values, errors = {}, []
-            for name, adapter in path.items():
-                try:
-                    values[name] = adapter.validate_python(request.path_params[name])
-                except ValidationError as exc:
-                    errors += [e | {"loc": ("path", name)} for e in exc.errors(include_url=False)]
+            for name, adapter in path.items():  # every path parameter's errors together
+                values[name], found = _validate(adapter, request.path_params[name], ("path", name))
+                errors += found
             if errors:
                 raise RequestValidationError(errors)
             for name, adapter in body:
-                values[name] = _validated(adapter, await _json_body(request), "body")
+                raw = await _json_body(request)
+                values[name], errors = _validate(adapter, raw, ("body",))
+                if errors:
+                    raise RequestValidationError(errors, body=None if raw is Undefined else raw)
             return await endpoint(request, **values)
 
         return handler
@@ -129,17 +130,16 @@ async def _json_body(request: Request) -> Any:
         raise HTTPException(400, "There was an error parsing the body") from exc
 
 
-def _validated(adapter: TypeAdapter, value: Any, where: str) -> Any:
+def _validate(adapter: TypeAdapter, value: Any, loc: tuple) -> tuple[Any, list[dict]]:
+    """(the value validated, []) or (None, the errors, each at `loc` then its own place); a
+    value that is Undefined (no body) is missing."""
     if value is Undefined:
-        missing = {"type": "missing", "loc": (where,), "msg": "Field required", "input": None}
-        raise RequestValidationError([missing])
+        return None, [{"type": "missing", "loc": loc, "msg": "Field required", "input": None}]
     try:
-        return adapter.validate_python(value)
+        return adapter.validate_python(value), []
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        raise RequestValidationError(
-            [error | {"loc": (where, *error["loc"])} for error in errors], body=value
-        ) from None
+        return None, [error | {"loc": (*loc, *error["loc"])} for error in errors]
 
 
 @lru_cache(maxsize=64)  # a client names any content type: bounded
