@@ -10,6 +10,7 @@ from pathlib import Path
 import lightgbm
 import numpy as np
 
+from services.arrays import distinct
 from services.catalog import Catalog
 from services.recommender import Candidate, Reason
 from services.sources import ScoredItems, members
@@ -174,7 +175,7 @@ def feature_rows(
     # Each source nominates its best unseen items: the ranker's cost grows with the candidates,
     # and an item no source ranks in its top SOURCE_CANDIDATES is rarely in the top 10.
     found = [_nominated(items, seen, per_source) for items in sources.values() if len(items)]
-    positions = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    positions = distinct(np.concatenate(found)) if found else np.zeros(0, np.int64)
     columns: dict[str, np.ndarray] = {}
     source_rows: dict[str, np.ndarray] = {}
     for name in SOURCES:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.arrays import distinct_first_index, distinct_inverse
+
 
 @dataclass(frozen=True)
 class SessionKnnParams:
@@ -56,7 +58,7 @@ def last_occurrences(items: np.ndarray) -> np.ndarray:
     if len(items) == 0:
         return items
     reversed_items = items[::-1]
-    _, first_in_reversed = np.unique(reversed_items, return_index=True)
+    _, first_in_reversed = distinct_first_index(reversed_items)
     keep = np.sort(len(items) - 1 - first_in_reversed)
     return items[keep]
 
@@ -94,7 +96,7 @@ def session_knn_scores(
     current_positions = np.repeat(np.arange(1, length + 1), counts)
     weights = np.exp((current_positions - length) / params.position_decay)
 
-    unique_sessions, inverse = np.unique(sessions, return_inverse=True)
+    unique_sessions, inverse = distinct_inverse(sessions)
     overlap = np.bincount(inverse, weights=weights, minlength=len(unique_sessions))
     sizes = index.session_indptr[unique_sessions + 1] - index.session_indptr[unique_sessions]
     similarity = overlap / np.sqrt(sizes * length)
@@ -119,7 +121,7 @@ def session_knn_scores(
     positions = offsets - np.repeat(starts, counts) + 1
     distance = np.abs(positions - np.repeat(chosen_match, counts))
     votes = np.repeat(chosen_similarity, counts) * np.exp(-distance / params.neighbor_decay)
-    voted, inverse = np.unique(items, return_inverse=True)
+    voted, inverse = distinct_inverse(items)
     scores = np.bincount(inverse, weights=votes, minlength=len(voted))
     keep = scores > 0
     voted, scores = voted[keep], scores[keep]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.arrays import distinct, group_starts
 from services.recommender import Reason, Source, add_candidate
 
 NEIGHBORS_PER_ANCHOR = 30
@@ -88,10 +89,15 @@ def aggregate(
     anchor that contributed most (ties: the first anchor)."""
     if len(positions) == 0:
         return ScoredItems.empty(signal, text)
-    distinct, inverse = np.unique(positions, return_inverse=True)
+    # One sort gives both the products and, per product, its biggest contribution first.
+    order = np.lexsort((anchors, -contributions, positions))
+    ordered = positions[order]
+    starts = group_starts(ordered)
+    inverse = np.empty(len(ordered), np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    distinct, firsts = ordered[starts], order[starts]
+    # bincount adds each product's contributions in their given order, as before.
     scores = np.bincount(inverse, weights=contributions, minlength=len(distinct))
-    order = np.lexsort((anchors, -contributions, inverse))  # per product: biggest first
-    firsts = order[np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]]
     return ScoredItems(
         distinct.astype(np.int64),
         scores,
@@ -134,7 +140,7 @@ def whole_history_items(
         ids: product id of every catalog position, for the reasons.
     """
     signal, text = NEIGHBOR_SIGNALS[model]
-    anchors = np.unique(clicked)
+    anchors = distinct(clicked)
     positions, scores, rows = bundle.neighbor_rows(model, anchors, relative=False)
     items = aggregate(positions, scores, rows, list(ids[anchors]), signal, text)
     if len(items) <= n:
