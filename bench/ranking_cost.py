@@ -1,0 +1,111 @@
+"""The CPU a computed home ranking costs, without HTTP, and a digest of what it ranked:
+
+    python -m bench.ranking_cost [--dir data/bench] [--users 400] [--repeat 3]
+
+A known user whose events changed since the last training is ranked at request time (sources,
+features, LightGBM, exploration picks: services/feeds.learned_ranking); every other known user
+reads the ranking training prepared. This ranks the first `--users` users with history (by id)
+of the served version, in one process, each `--repeat` times, and prints the time per user and
+a digest of every ranking (positions, scores and reasons). Run it from two checkouts on the same
+data: equal digests mean a change to the ranking path left every ranking exactly as it was.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+
+from bench.prepare import bench_environment
+from config.settings import get_settings
+from database.interactions import recent_user_events
+from database.server import database_url
+from main import load_catalog  # the serving catalog, loaded as a worker loads it
+from services.artifacts import current_version_folder
+from services.catalog import Catalog
+from services.feeds import Filters, category_history, clicked_positions, learned_ranking
+from services.models import load_bundle
+
+
+async def _catalog_and_histories(url: str, users: int, days: int):
+    conn = await asyncpg.connect(url)
+    try:
+        catalog: Catalog = await load_catalog(conn)
+        user_ids = [
+            row[0]
+            for row in await conn.fetch(
+                "SELECT user_id FROM user_interaction_tables ORDER BY user_id LIMIT $1", users
+            )
+        ]
+        now = datetime.now(UTC)
+        since = now - timedelta(days=days)
+        histories = [
+            (user_id, events)
+            for user_id in user_ids
+            if (events := await recent_user_events(conn=conn, user_id=user_id, since=since))
+        ]
+    finally:
+        await conn.close()
+    return catalog, histories, now
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dir", type=Path, default=Path("data/bench"))
+    parser.add_argument("--users", type=int, default=400)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    env = bench_environment(args.dir)
+    os.environ.update(env)
+    days = get_settings().history_days
+    with database_url(env.get("DATABASE_URL"), Path(env["PGDATA_DIR"])) as url:
+        catalog, histories, now = asyncio.run(_catalog_and_histories(url, args.users, days))
+    folder = current_version_folder(Path(env["ARTIFACTS_DIR"]))
+    bundle = load_bundle(folder, len(catalog), catalog.position_of)
+    if bundle.ranker is None:
+        raise SystemExit(f"{folder}: no learned ranker")
+
+    def rank_all() -> list:
+        rankings = []
+        for user_id, events in histories:
+            seen = set(clicked_positions(catalog, events))
+            ranking = learned_ranking(
+                catalog=catalog,
+                bundle=bundle,
+                trending=None,
+                events=events,
+                history_categories=category_history(catalog, bundle, user_id, seen),
+                now=now,
+                exclude_seen=True,
+                filters=Filters(),
+                n=20,
+            )
+            rankings.append(ranking)
+        return rankings
+
+    rank_all()  # warm: caches, lazily built tables
+    times = []
+    for _ in range(args.repeat):
+        started = time.process_time()
+        rankings = rank_all()
+        times.append((time.process_time() - started) * 1000 / len(histories))
+    digest = hashlib.sha256()
+    for ranking in rankings:
+        done = ranking.completed()
+        for candidate in done.ranked + done.explore:
+            reasons = [(r.signal, r.anchor, r.text) for r in candidate.reasons]
+            digest.update(repr((candidate.position, candidate.score, reasons)).encode())
+    print(
+        f"{len(histories)} users of version {bundle.version}: CPU per ranking "
+        f"{' / '.join(f'{t:.2f}' for t in times)} ms (median {np.median(times):.2f}); "
+        f"digest {digest.hexdigest()[:16]}"
+    )
+
+
+if __name__ == "__main__":
+    main()
