@@ -13,9 +13,10 @@ data: equal digests mean a change to the ranking path left every ranking exactly
 import argparse
 import asyncio
 import hashlib
+import json
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -32,7 +33,7 @@ from services.feeds import Filters, category_history, clicked_positions, learned
 from services.models import load_bundle
 
 
-async def _catalog_and_histories(url: str, users: int, days: int):
+async def _catalog_and_histories(url: str, users: int, since: datetime):
     conn = await asyncpg.connect(url)
     try:
         catalog: Catalog = await load_catalog(conn)
@@ -42,8 +43,6 @@ async def _catalog_and_histories(url: str, users: int, days: int):
                 "SELECT user_id FROM user_interaction_tables ORDER BY user_id LIMIT $1", users
             )
         ]
-        now = datetime.now(UTC)
-        since = now - timedelta(days=days)
         histories = [
             (user_id, events)
             for user_id in user_ids
@@ -51,7 +50,7 @@ async def _catalog_and_histories(url: str, users: int, days: int):
         ]
     finally:
         await conn.close()
-    return catalog, histories, now
+    return catalog, histories
 
 
 def main() -> None:
@@ -62,10 +61,14 @@ def main() -> None:
     args = parser.parse_args()
     env = bench_environment(args.dir)
     os.environ.update(env)
-    days = get_settings().history_days
-    with database_url(env.get("DATABASE_URL"), Path(env["PGDATA_DIR"])) as url:
-        catalog, histories, now = asyncio.run(_catalog_and_histories(url, args.users, days))
     folder = current_version_folder(Path(env["ARTIFACTS_DIR"]))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    # Rankings decay with the events' age: ranked as at the version's training, the same data
+    # gives the same digest whenever it runs.
+    now = datetime.fromisoformat(manifest["created_at"])
+    since = now - timedelta(days=get_settings().history_days)
+    with database_url(env.get("DATABASE_URL"), Path(env["PGDATA_DIR"])) as url:
+        catalog, histories = asyncio.run(_catalog_and_histories(url, args.users, since))
     bundle = load_bundle(folder, len(catalog), catalog.position_of)
     if bundle.ranker is None:
         raise SystemExit(f"{folder}: no learned ranker")

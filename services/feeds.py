@@ -628,8 +628,11 @@ def _explore_picks(
     chosen by the ranker, not at random)."""
     ordered = under_represented_categories(history_counts, catalog.top_by_category)
     pool = ordered[: max(1, len(ordered) // 2)]
-    codes = np.flatnonzero(np.isin(catalog.main_category_names, pool))
-    in_pool = np.isin(catalog.main_category_code[found.positions[order]], codes)
+    pooled = np.zeros(len(catalog.main_category_names), bool)  # per category code
+    pooled[
+        [catalog.main_category_code_of[c] for c in pool if c in catalog.main_category_code_of]
+    ] = True
+    in_pool = pooled[catalog.main_category_code[found.positions[order]]]
     picks = found.candidates(order[in_pool][:EXPLORE_CANDIDATES], scores, reasons=reasons)
     for pick in picks:
         category = catalog.main_category[pick.position]
