@@ -30,6 +30,7 @@ from main import load_catalog  # the serving catalog, loaded as a worker loads i
 from services.artifacts import current_version_folder
 from services.catalog import Catalog
 from services.feeds import Filters, category_history, clicked_positions, learned_ranking
+from services.home_rankings import PAGE
 from services.models import load_bundle
 
 
@@ -86,7 +87,7 @@ def main() -> None:
                 now=now,
                 exclude_seen=True,
                 filters=Filters(),
-                n=20,
+                n=PAGE,
             )
             rankings.append(ranking)
         return rankings

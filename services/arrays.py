@@ -22,15 +22,21 @@ def distinct(values: np.ndarray) -> np.ndarray:
     return ordered[group_starts(ordered)]
 
 
+def sorted_groups(values: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For `order`, a permutation that sorts `values` (by them first, then anything): where each
+    group of equal values starts in that order, and for each value the index of its group."""
+    starts = group_starts(values[order])
+    inverse = np.empty(len(values), np.intp)
+    inverse[order] = np.cumsum(starts) - 1
+    return starts, inverse
+
+
 def distinct_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(values, return_inverse=True) for a 1-d array: the sorted distinct values and,
     for each value, the index of its distinct value."""
     order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = group_starts(ordered)
-    inverse = np.empty(len(values), np.intp)
-    inverse[order] = np.cumsum(starts) - 1
-    return ordered[starts], inverse
+    starts, inverse = sorted_groups(values, order)
+    return values[order][starts], inverse
 
 
 def distinct_first_index(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.arrays import distinct, group_starts
+from services.arrays import distinct, sorted_groups
 from services.recommender import Reason, Source, add_candidate
 
 NEIGHBORS_PER_ANCHOR = 30
@@ -91,15 +91,12 @@ def aggregate(
         return ScoredItems.empty(signal, text)
     # One sort gives both the products and, per product, its biggest contribution first.
     order = np.lexsort((anchors, -contributions, positions))
-    ordered = positions[order]
-    starts = group_starts(ordered)
-    inverse = np.empty(len(ordered), np.intp)
-    inverse[order] = np.cumsum(starts) - 1
-    distinct, firsts = ordered[starts], order[starts]
+    starts, inverse = sorted_groups(positions, order)
+    products, firsts = positions[order][starts], order[starts]
     # bincount adds each product's contributions in their given order, as before.
-    scores = np.bincount(inverse, weights=contributions, minlength=len(distinct))
+    scores = np.bincount(inverse, weights=contributions, minlength=len(products))
     return ScoredItems(
-        distinct.astype(np.int64),
+        products.astype(np.int64),
         scores,
         anchors[firsts].astype(np.int64),
         anchor_names,
