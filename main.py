@@ -28,6 +28,7 @@ from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
 from routers import admin, health, interactions, recommendations
 from routers import metrics as metrics_router
+from routers.hot_routes import HotRoutes
 from routers.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from routers.problems import install_problem_docs, install_problem_handlers
 from schemas import MAX_BODY_BYTES
@@ -246,6 +247,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_problem_docs(app)
+    # Innermost: the storefront's routes served past FastAPI's routing (see routers/hot_routes.py).
+    app.add_middleware(
+        HotRoutes, fastapi=app, routes=[*recommendations.router.routes, *interactions.router.routes]
+    )
     app.add_middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
