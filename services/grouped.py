@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 import asyncpg
 
-from database.pool import DatabaseUnavailable, connection
+from database.pool import DATABASE_UNAVAILABLE, DatabaseUnavailable, connection
 
 logger = logging.getLogger(__name__)
 Item = TypeVar("Item")
@@ -47,29 +47,39 @@ class StatementGroups(Generic[Item, Result]):
             self._drainer = asyncio.create_task(self._drain())
         return await future
 
+    def _next_group(self) -> list[tuple[Item, asyncio.Future]]:
+        group, size = [], 0
+        while self._pending and (
+            not group or size + self.size(self._pending[0][0]) <= self.max_group_size
+        ):
+            item, future = self._pending.popleft()
+            group.append((item, future))
+            size += self.size(item)
+        return group
+
     async def _drain(self) -> None:
         while self._pending:
-            group, size = [], 0
-            while self._pending and (
-                not group or size + self.size(self._pending[0][0]) <= self.max_group_size
-            ):
-                item, future = self._pending.popleft()
-                group.append((item, future))
-                size += self.size(item)
+            group = self._next_group()
             try:
-                await self._run(group)
+                # One connection for as long as groups keep coming: under load, no trip through
+                # the pool per statement.
+                async with connection(self.pool) as conn:
+                    await self._run(conn, group)
+                    while self._pending:
+                        group = self._next_group()
+                        await self._run(conn, group)
+            except DatabaseUnavailable as exc:
+                _fail(group, exc)
             except BaseException as exc:  # cancelled at shutdown: no request is left waiting
                 _fail(group, exc if isinstance(exc, Exception) else DatabaseUnavailable("stopped"))
                 raise
 
-    async def _run(self, group: list[tuple[Item, asyncio.Future]]) -> None:
+    async def _run(self, conn: asyncpg.Connection, group: list[tuple[Item, asyncio.Future]]):
         try:
-            async with connection(self.pool) as conn:
-                results = await self.run_group(conn, [item for item, _ in group])
-        except DatabaseUnavailable as exc:
-            _fail(group, exc)
-            return
+            results = await self.run_group(conn, [item for item, _ in group])
         except asyncpg.PostgresError as exc:
+            if isinstance(exc, DATABASE_UNAVAILABLE):  # the server going away: see connection()
+                raise
             if len(group) == 1:
                 _fail(group, exc)
                 return
@@ -81,7 +91,7 @@ class StatementGroups(Generic[Item, Result]):
                 exc,
             )
             for member in group:
-                await self._run([member])
+                await self._run(conn, [member])
             return
         self.statements += 1
         for (_, future), result in zip(group, results, strict=True):
