@@ -2,7 +2,7 @@
 
     python -m bench.load [--prepare] [--dir data/bench] [--workers 2] [--connections 32]
                          [--runs health,mixed,home,similar,search,post] [--alone-connections 16]
-                         [--reset-events]
+                         [--paced-connections 128] [--think-ms 60] [--reset-events]
 
 With --prepare, builds the large data set first (bench/prepare.py). Then starts uvicorn with
 --workers on a free port, warms up, and runs wrk with bench/mixed.lua: first the ceiling of a
@@ -10,7 +10,11 @@ trivial endpoint (/health), then the mixed workload (70 % home for known and new
 similar products, 10 % search, 5 % POST /interactions), then each endpoint on its own
 (--alone-connections; `post` is single-event POST /interactions). Also as runs: `home_known`
 (known users only), `home_new` (users without history) and `search_unseen` (a query no training
-embedded: the encoder every time). After the runs, the service's own counters tell how the load
+embedded: the encoder every time), and `paced`: the mixed load from --paced-connections that
+each wait a random think time (mean --think-ms) before every request, as shoppers read a page
+between clicks. A closed loop keeps every connection's next request waiting in the server, so
+its latency is the queue (connections / throughput); the paced run tells the latency at a rate
+below the ceiling. After the runs, the service's own counters tell how the load
 was served: home rankings prepared by training or computed, query embeddings trained, recent
 or encoded, search retrievals prepared, recent or searched.
 With --reset-events, the events the runs stored (the POSTs) are deleted afterwards, so a
@@ -116,7 +120,15 @@ async def _delete_events_since(url: str, since, stamps: dict[str, int]) -> int:
     return int(deleted.split()[-1])
 
 
-def _wrk(url: str, data: Path, mode: str, seconds: int, connections: int, threads: int) -> dict:
+def _wrk(
+    url: str,
+    data: Path,
+    mode: str,
+    seconds: int,
+    connections: int,
+    threads: int,
+    think_ms: float = 0,
+) -> dict:
     command = [
         "wrk",
         f"-t{threads}",
@@ -130,6 +142,7 @@ def _wrk(url: str, data: Path, mode: str, seconds: int, connections: int, thread
         "--",
         str(data),
         mode,
+        str(think_ms),
     ]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     result = json.loads(re.search(r"^RESULT (.*)$", output, re.MULTILINE).group(1))
@@ -173,6 +186,8 @@ def run(
     runs: tuple[str, ...] = RUNS,
     alone_connections: int = 16,
     reset_events: bool = False,
+    paced_connections: int = 128,
+    think_ms: float = 60.0,
 ) -> dict:
     import asyncio
 
@@ -189,6 +204,10 @@ def run(
             for mode in runs:
                 if mode == "mixed":
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
+                elif mode == "paced":  # the mixed load from shoppers who read between clicks
+                    results[mode] = _wrk(
+                        url, data, "mixed", seconds, paced_connections, threads, think_ms
+                    )
                 elif mode == "health":
                     results[mode] = _wrk(url, data, mode, 10, connections, threads)
                 else:  # an endpoint alone
@@ -205,6 +224,8 @@ def run(
         "workers": workers,
         "connections": connections,
         "alone_connections": alone_connections,
+        "paced_connections": paced_connections,
+        "think_ms": think_ms,
         "wrk_threads": threads,
         "cpus": os.cpu_count(),
         "worker_memory_mb": memory,
@@ -252,6 +273,20 @@ def main() -> None:
         "--alone-connections", type=int, default=16, help="connections for an endpoint alone"
     )
     parser.add_argument(
+        "--paced-connections",
+        type=int,
+        default=128,
+        help="connections of the `paced` run: the mixed load, each connection waiting a think "
+        "time between its requests (a shop's shoppers rather than a closed loop)",
+    )
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=60.0,
+        help="mean think time of the `paced` run (exponential); its offered rate is about "
+        "connections / (think time + latency)",
+    )
+    parser.add_argument(
         "--reset-events",
         action="store_true",
         help="delete the events stored during the runs afterwards (benchmark data only), so the "
@@ -272,6 +307,8 @@ def main() -> None:
         tuple(args.runs.split(",")),
         args.alone_connections,
         args.reset_events,
+        args.paced_connections,
+        args.think_ms,
     )
     out = args.dir / f"load-{args.workers}w.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 -- wrk script for the recommendation service, driven by bench/load.py:
 --   wrk -t2 -c32 -d30s -s bench/mixed.lua http://127.0.0.1:8000 -- <data file> <mode>
+--   wrk ... -- <data file> mixed <think ms>: each connection waits a random think time (exponential,
+--   that mean) before each request, like a shopper reading a page: a paced load, not a closed loop.
 -- mode: mixed (70 % home for known and new users, 15 % similar products, 10 % search,
 -- 5 % POST /interactions), or one of home | home_known | home_new | similar | search | search_unseen |
 -- post | health.
@@ -22,6 +24,12 @@ function init(args)
     end
   end
   mode = args[2] or "mixed"
+  local think = tonumber(args[3] or "0")
+  if think > 0 then
+    function delay()
+      return -math.log(1 - math.random()) * think
+    end
+  end
   -- Each wrk thread gets its own sequence.
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
 end
