@@ -247,10 +247,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     install_problem_docs(app)
-    # Innermost: the storefront's routes served past FastAPI's routing (see routers/hot_routes.py).
-    app.add_middleware(
-        HotRoutes, fastapi=app, routes=[*recommendations.router.routes, *interactions.router.routes]
-    )
+    if not settings.opentelemetry:
+        # Innermost: the storefront's routes served past FastAPI's routing (routers/hot_routes.py).
+        # With OpenTelemetry on, every request takes FastAPI's routing, which names its span.
+        app.add_middleware(
+            HotRoutes,
+            fastapi=app,
+            routes=[*recommendations.router.routes, *interactions.router.routes],
+        )
     app.add_middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)

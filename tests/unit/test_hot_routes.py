@@ -126,3 +126,23 @@ def test_only_request_routes():
 
     with pytest.raises(TypeError, match="RequestRoute"):
         HotRoutes(FastAPI(), fastapi=FastAPI(), routes=router.routes)
+
+
+def test_the_app_serves_its_hot_routes_directly_unless_tracing(tmp_path):
+    from config.settings import Settings
+    from main import create_app
+
+    def hot_routes(settings: Settings) -> list[str]:
+        app = create_app(settings)
+        return [
+            route.path
+            for middleware in app.user_middleware
+            if middleware.cls is HotRoutes
+            for route in middleware.kwargs["routes"]
+        ]
+
+    served = hot_routes(Settings(artifacts_dir=tmp_path))
+    assert {"/recommendations/home", "/recommendations/product/{product_id}"} <= set(served)
+    assert {"/recommendations/search", "/interactions"} <= set(served)
+    # Traced, every request takes FastAPI's routing, which names the request's span.
+    assert hot_routes(Settings(artifacts_dir=tmp_path, opentelemetry=True)) == []
