@@ -24,6 +24,7 @@ reasons as (kind, anchor) with kinds (signal, text before and after the anchor) 
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate, pairwise
 
 import numpy as np
 
@@ -220,23 +221,24 @@ class HomeRankings:
         scores = arrays["home_scores"][start:end].tolist()
         reason_indptr = arrays["home_reason_indptr"][start : end + 1].tolist()
         ranked_count = int(arrays["home_ranked_counts"][slot])
-        read = _ReadRanking([], [], self, {})
-        for i, (position, score) in enumerate(zip(positions, scores, strict=True)):
-            if position < 0:
-                continue
-            candidate = Candidate(position, score)
-            read.reason_rows[id(candidate)] = (reason_indptr[i], reason_indptr[i + 1])
-            (read.ranked if i < ranked_count else read.explore).append(candidate)
-        return read
+        rows = list(pairwise(reason_indptr))  # each candidate's range of reason rows
+        if min(positions, default=0) < 0:  # products gone from the catalog: left out
+            kept = [i for i, position in enumerate(positions) if position >= 0]
+            ranked_count = sum(i < ranked_count for i in kept)
+            positions = [positions[i] for i in kept]
+            scores = [scores[i] for i in kept]
+            rows = [rows[i] for i in kept]
+        made = [Candidate(p, score) for p, score in zip(positions, scores, strict=True)]
+        reason_rows = dict(zip(map(id, made), rows, strict=True))
+        return _ReadRanking(made[:ranked_count], made[ranked_count:], self, reason_rows)
 
     def reasons(self, rows: list[tuple[int, int]]) -> list[list[Reason]]:
         """The reasons in each (start, end) range of rows of the home_reason_* arrays, read in
         one pass; a Reason (immutable) is made once per kind and anchor and shared."""
         if not rows:
             return []
-        starts, ends = np.array(rows, np.int64).T
-        counts = ends - starts
-        at = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        # A page's few dozen rows: plain lists cost less than NumPy's per-call overhead.
+        at = [row for start, end in rows for row in range(start, end)]
         kinds = self.arrays["home_reason_kinds"][at].tolist()
         anchors = self.arrays["home_reason_anchors"][at].tolist()
         if len(self._made) > MADE_REASONS:
@@ -244,7 +246,7 @@ class HomeRankings:
         made = [
             self._made.get(pair) or self._make(*pair) for pair in zip(kinds, anchors, strict=True)
         ]
-        bounds = np.r_[0, np.cumsum(counts)].tolist()
+        bounds = [0, *accumulate(end - start for start, end in rows)]
         return [made[bounds[i] : bounds[i + 1]] for i in range(len(rows))]
 
     def _make(self, kind: int, anchor: int) -> Reason:
