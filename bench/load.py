@@ -17,9 +17,11 @@ its latency is the queue (connections / throughput); the paced run tells the lat
 below the ceiling. After the runs, the service's own counters tell how the load
 was served: home rankings prepared by training or computed, query embeddings trained, recent
 or encoded, search retrievals prepared, recent or searched.
-With --reset-events, the events the runs stored (the POSTs) are deleted afterwards, so a
-second run, of another version of the code say, meets the same known users with the same
-histories (benchmark data only: it deletes every event stored since the runs began).
+With --reset-events, the events each run stored (the POSTs) are deleted after it, so every run,
+and a second call with another version of the code say, meets the same known users with the
+same histories as training left them (benchmark data only: it deletes every event stored since
+the call began); without it, a run's POSTs turn later runs' known users into users ranked at
+request time.
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
 (<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
 the mixed figure next to the /health ceiling of the same run.
@@ -200,8 +202,11 @@ def run(
         stamps = asyncio.run(_history_stamps(db_url)) if reset_events else {}  # after migrations
         try:
             _wrk(url, data, "mixed", 5, connections, threads)  # warm-up: caches, query embeddings
+            if reset_events:
+                asyncio.run(_delete_events_since(db_url, started, stamps))
             results = {}
             for mode in runs:
+                run_began = asyncio.run(_database_now(db_url))
                 if mode == "mixed":
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
                 elif mode == "paced":  # the mixed load from shoppers who read between clicks
@@ -212,6 +217,8 @@ def run(
                     results[mode] = _wrk(url, data, mode, 10, connections, threads)
                 else:  # an endpoint alone
                     results[mode] = _wrk(url, data, mode, 10, alone_connections, threads)
+                if reset_events:  # every run meets the users as training left them
+                    asyncio.run(_delete_events_since(db_url, run_began, stamps))
             memory = _worker_memory_mb(server.pid)
             served = _served(url)
         finally:
@@ -289,8 +296,8 @@ def main() -> None:
     parser.add_argument(
         "--reset-events",
         action="store_true",
-        help="delete the events stored during the runs afterwards (benchmark data only), so the "
-        "next run starts from the trained state",
+        help="delete the events each run stored after it (benchmark data only), so every run "
+        "starts from the trained state",
     )
     args = parser.parse_args()
     env = (
