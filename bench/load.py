@@ -206,7 +206,7 @@ def run(
                 asyncio.run(_delete_events_since(db_url, started, stamps))
             results = {}
             for mode in runs:
-                run_began = asyncio.run(_database_now(db_url))
+                run_began = asyncio.run(_database_now(db_url)) if reset_events else None
                 if mode == "mixed":
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
                 elif mode == "paced":  # the mixed load from shoppers who read between clicks

@@ -64,10 +64,9 @@ class StatementGroups(Generic[Item, Result]):
                 # One connection for as long as groups keep coming: under load, no trip through
                 # the pool per statement.
                 async with connection(self.pool) as conn:
-                    await self._run(conn, group)
-                    while self._pending:
-                        group = self._next_group()
+                    while group:
                         await self._run(conn, group)
+                        group = self._next_group()
             except DatabaseUnavailable as exc:
                 _fail(group, exc)
             except BaseException as exc:  # cancelled at shutdown: no request is left waiting
