@@ -23,7 +23,9 @@ same histories as training left them (benchmark data only: it deletes every even
 the call began); without it, a run's POSTs turn later runs' known users into users ranked at
 request time.
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
-(<dir>/load-<workers>w.json). wrk runs on the same machine and takes CPU from the server: read
+(<dir>/load-<workers>w.json); per run also the CPU per request of the workers, the embedded
+PostgreSQL and wrk (steadier than requests/s from one run to the next), and per route the mean
+time inside the service (the rest of a request's latency is its wait before a worker reads it). wrk runs on the same machine and takes CPU from the server: read
 the mixed figure next to the /health ceiling of the same run.
 """
 
@@ -31,6 +33,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import subprocess
 import tempfile
 from pathlib import Path
@@ -176,6 +179,82 @@ def _worker_memory_mb(server_pid: int) -> list[dict[str, float]]:
     return [_memory_mb(pid) for pid in _workers(server_pid)]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU a process has used (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_pids(pgdata: Path) -> list[int]:
+    """The embedded PostgreSQL's postmaster and its children (backends and helpers); none for a
+    server given by DATABASE_URL."""
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    except (OSError, ValueError, IndexError):
+        return []
+    return [postmaster, *map(int, children)]
+
+
+class CpuMeter:
+    """CPU used during a run by the uvicorn workers, the embedded PostgreSQL and wrk (a child
+    of this process): per request, steadier than requests/s when the runs are noisy."""
+
+    def __init__(self, server_pid: int, pgdata: Path | None):
+        self.workers = _workers(server_pid)
+        self.pgdata = pgdata
+
+    def _now(self) -> dict[str, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        postgres = _postgres_pids(self.pgdata) if self.pgdata else []
+        return {
+            "workers": sum(map(_cpu_seconds, self.workers)),
+            "postgres": sum(map(_cpu_seconds, postgres)) if postgres else float("nan"),
+            "wrk": children.ru_utime + children.ru_stime,
+        }
+
+    def start(self) -> None:
+        self._started = self._now()
+
+    def per_request_ms(self, requests: int) -> dict[str, float]:
+        now = self._now()
+        return {k: round((now[k] - self._started[k]) * 1000 / max(requests, 1), 3) for k in now}
+
+
+REQUEST_SECONDS = re.compile(
+    r'^http_request_duration_seconds_(sum|count)\{[^}]*route="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE
+)
+
+
+def request_seconds(metrics_text: str) -> dict[tuple[str, str], float]:
+    """Per (route, "sum" | "count"): the service's own request durations in a /metrics text,
+    summed over methods."""
+    found: dict[tuple[str, str], float] = {}
+    for kind, route, value in REQUEST_SECONDS.findall(metrics_text):
+        found[(route, kind)] = found.get((route, kind), 0.0) + float(value)
+    return found
+
+
+def _request_seconds(url: str) -> dict[tuple[str, str], float]:
+    return request_seconds(httpx.get(f"{url}/metrics", timeout=10).text)
+
+
+def in_app_ms(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Per route: requests and mean time inside the service during a run (from parsing the
+    request to the response; without the time a request waits before a worker reads it)."""
+    routes = {route for route, _ in after}
+    means = {}
+    for route in sorted(routes):
+        count = after.get((route, "count"), 0) - before.get((route, "count"), 0)
+        total = after.get((route, "sum"), 0) - before.get((route, "sum"), 0)
+        if count > 0 and route != "/metrics":
+            means[route] = {"requests": count, "mean_ms": round(total * 1000 / count, 2)}
+    return means
+
+
 RUNS = ("health", "mixed", "home", "similar", "search", "post")
 
 
@@ -205,8 +284,11 @@ def run(
             if reset_events:
                 asyncio.run(_delete_events_since(db_url, started, stamps))
             results = {}
+            meter = CpuMeter(server.pid, None if env.get("DATABASE_URL") else pgdata)
             for mode in runs:
                 run_began = asyncio.run(_database_now(db_url)) if reset_events else None
+                durations = _request_seconds(url)
+                meter.start()
                 if mode == "mixed":
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
                 elif mode == "paced":  # the mixed load from shoppers who read between clicks
@@ -217,6 +299,9 @@ def run(
                     results[mode] = _wrk(url, data, mode, 10, connections, threads)
                 else:  # an endpoint alone
                     results[mode] = _wrk(url, data, mode, 10, alone_connections, threads)
+                result = results[mode]
+                result["cpu_ms_per_request"] = meter.per_request_ms(result["requests"])
+                result["in_app"] = in_app_ms(durations, _request_seconds(url))
                 if reset_events:  # every run meets the users as training left them
                     asyncio.run(_delete_events_since(db_url, run_began, stamps))
             memory = _worker_memory_mb(server.pid)
@@ -247,14 +332,22 @@ def markdown(report: dict) -> str:
         f"x {report['connections']} connections, {report['cpus']} CPUs shared by server and wrk; "
         f"worker memory (MB) {report['worker_memory_mb']}",
         "",
-        "| run | requests/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors |",
-        "|---|---|---|---|---|---|---|",
+        "| run | requests/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors "
+        "| CPU ms per request: workers / PostgreSQL / wrk |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["runs"].items():
+        cpu = r["cpu_ms_per_request"]
         lines.append(
             f"| {name} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-            f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} |"
+            f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} "
+            f"| {cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['wrk']:.3f} |"
         )
+    for name in ("mixed", "paced"):
+        if name in report["runs"]:
+            routes = report["runs"][name]["in_app"]
+            means = ", ".join(f"{route} {v['mean_ms']:.1f}" for route, v in routes.items())
+            lines += ["", f"{name}, mean ms inside the service per route: {means}"]
     if "mixed" in report["runs"] and "health" in report["runs"]:
         mixed, health = report["runs"]["mixed"], report["runs"]["health"]
         lines.append("")
