@@ -12,7 +12,13 @@ import numpy as np
 from config.settings import Settings
 from services import metrics
 from services.catalog import Catalog
-from services.home_rankings import PAGE, PreparedRanking, history_fingerprint
+from services.home_rankings import (
+    PAGE,
+    PreparedRanking,
+    history_fingerprint,
+    pack_ranking,
+    unpack_ranking,
+)
 from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
@@ -518,7 +524,8 @@ def home_feed(
             if learned is None and recent is not None and bundle.ranker_trending is not None:
                 # Like a prepared ranking, a function of the events and the version alone.
                 key = (bundle.version, user_id, history_fingerprint(events))
-                learned, source = recent.get(key), "recent"
+                packed = recent.get(key)
+                learned, source = (unpack_ranking(packed) if packed else None), "recent"
         if learned is None:
             source = "computed"
             learned = learned_ranking(
@@ -534,7 +541,7 @@ def home_feed(
             )
             if key is not None:
                 learned = learned.completed()
-                recent.put(key, learned)
+                recent.put(key, pack_ranking(learned))
         metrics.HOME_RANKINGS.labels(source).inc()
         mixed = mix(
             learned.ranked,

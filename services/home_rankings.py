@@ -61,6 +61,45 @@ class PreparedRanking:
         shows a few, the ranking holds dozens). Complete already here."""
 
 
+# A complete ranking as nested tuples of ints, floats and strings:
+# (ranked count, positions, scores, per candidate its reasons as (signal, anchor, text)).
+PackedRanking = tuple[int, tuple[int, ...], tuple[float, ...], tuple[tuple[tuple, ...], ...]]
+
+
+def pack_ranking(ranking: PreparedRanking) -> PackedRanking:
+    """A ranking with all its reasons, in a form a cache of thousands can hold without the
+    garbage collector walking it: CPython stops tracking a tuple of ints, floats and strings.
+    As Candidate and Reason objects a ranking was ~240 tracked objects, and a full collection
+    over 2,000 of them (a worker's HOME_RECENT_RANKINGS) held the event loop ~65 ms."""
+    candidates = ranking.ranked + ranking.explore
+    return (
+        len(ranking.ranked),
+        tuple(c.position for c in candidates),
+        tuple(c.score for c in candidates),
+        tuple(tuple((r.signal, r.anchor, r.text) for r in c.reasons) for c in candidates),
+    )
+
+
+@dataclass
+class _UnpackedRanking(PreparedRanking):
+    """A packed ranking made into candidates again; their reasons are made for the page only."""
+
+    packed_reasons: dict[int, tuple[tuple, ...]] | None = None  # id(candidate) -> its reasons
+
+    def give_reasons(self, candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            reasons = self.packed_reasons.pop(id(candidate), None)
+            if reasons is not None:
+                candidate.reasons[:0] = [Reason(*reason) for reason in reasons]
+
+
+def unpack_ranking(packed: PackedRanking) -> PreparedRanking:
+    ranked_count, positions, scores, reasons = packed
+    made = [Candidate(p, score) for p, score in zip(positions, scores, strict=True)]
+    packed_reasons = dict(zip(map(id, made), reasons, strict=True))
+    return _UnpackedRanking(made[:ranked_count], made[ranked_count:], packed_reasons)
+
+
 @dataclass
 class PreparedUser:
     """What training stores of one active user."""

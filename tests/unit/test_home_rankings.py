@@ -2,11 +2,19 @@
 candidates, scores and reasons, and a product gone from the catalog left out without moving
 any other candidate's reasons."""
 
+import gc
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from services.home_rankings import HomeRankings, PreparedRanking, PreparedUser, pack
+from services.home_rankings import (
+    HomeRankings,
+    PreparedRanking,
+    PreparedUser,
+    pack,
+    pack_ranking,
+    unpack_ranking,
+)
 from services.recommender import Candidate, Reason
 
 
@@ -75,3 +83,29 @@ def test_the_history_must_be_the_one_ranked():
     assert rankings.ranking(identity, "b", events) is not None
     assert rankings.ranking(identity, "b", events[:2]) is None
     assert rankings.ranking(identity, "nobody", events) is None
+
+
+def test_a_packed_ranking_unpacks_to_the_same_candidates_and_reasons():
+    ranking = _user("a", [5, 9, 2, 7], [11, 3]).ranking
+    unpacked = unpack_ranking(pack_ranking(ranking))
+    page = unpacked.ranked[:2] + unpacked.explore[:1]
+    unpacked.give_reasons(page)
+    page[0].reasons.append(Reason("explore", "toys", "explore toys"))  # added by the mixer
+    unpacked.give_reasons(page)  # a second call gives nothing twice
+    assert _as_tuples(page) == [
+        (5, 1.0, ranking.ranked[0].reasons + [Reason("explore", "toys", "explore toys")]),
+        *_as_tuples(ranking.ranked[1:2] + ranking.explore[:1]),
+    ]
+    assert [c.reasons for c in unpacked.ranked[2:]] == [[], []]  # off the page: not made
+    unpacked.give_reasons(unpacked.ranked + unpacked.explore)
+    assert _as_tuples(unpacked.explore) == _as_tuples(ranking.explore)
+
+
+def test_a_packed_ranking_is_left_out_of_garbage_collection():
+    # The point of packing: a cache of thousands of rankings adds nothing to a full collection.
+    packed = pack_ranking(_user("a", [5, 9, 2, 7], [11, 3]).ranking)
+    for _ in range(4):  # a collection stops tracking a tuple once its items are untracked:
+        gc.collect()  # at least one more level of the four each time
+    assert not gc.is_tracked(packed)
+    assert not any(gc.is_tracked(part) for part in packed[1:])
+    assert not any(gc.is_tracked(reasons) for reasons in packed[3])
