@@ -25,6 +25,7 @@ reasons as (kind, anchor) with kinds (signal, text before and after the anchor) 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, pairwise
+from typing import Protocol
 
 import numpy as np
 
@@ -80,24 +81,17 @@ def pack_ranking(ranking: PreparedRanking) -> PackedRanking:
     )
 
 
-@dataclass
-class _UnpackedRanking(PreparedRanking):
-    """A packed ranking made into candidates again; their reasons are made for the page only."""
+class _PackedReasons:
+    """Makes the Reasons of packed candidates (their (signal, anchor, text) tuples)."""
 
-    packed_reasons: dict[int, tuple[tuple, ...]] | None = None  # id(candidate) -> its reasons
-
-    def give_reasons(self, candidates: list[Candidate]) -> None:
-        for candidate in candidates:
-            reasons = self.packed_reasons.pop(id(candidate), None)
-            if reasons is not None:
-                candidate.reasons[:0] = [Reason(*reason) for reason in reasons]
+    @staticmethod
+    def reasons(packed: list[tuple[tuple, ...]]) -> list[list[Reason]]:
+        return [[Reason(*reason) for reason in reasons] for reasons in packed]
 
 
 def unpack_ranking(packed: PackedRanking) -> PreparedRanking:
     ranked_count, positions, scores, reasons = packed
-    made = [Candidate(p, score) for p, score in zip(positions, scores, strict=True)]
-    packed_reasons = dict(zip(map(id, made), reasons, strict=True))
-    return _UnpackedRanking(made[:ranked_count], made[ranked_count:], packed_reasons)
+    return _read_ranking(positions, scores, reasons, ranked_count, _PackedReasons)
 
 
 @dataclass
@@ -111,19 +105,37 @@ class PreparedUser:
     ranking: PreparedRanking
 
 
+class _ReasonMaker(Protocol):
+    def reasons(self, pending: list) -> list[list[Reason]]: ...
+
+
 @dataclass
 class _ReadRanking(PreparedRanking):
-    """A ranking read from the arrays; its reasons are decoded for the page only."""
+    """A ranking read back (from the arrays, or packed); its reasons are made for the page only,
+    by `reading`, from what `pending_reasons` holds of each candidate."""
 
-    reading: "HomeRankings | None" = None
-    reason_rows: dict[int, tuple[int, int]] | None = None  # id(candidate) -> its reason rows
+    reading: _ReasonMaker | None = None
+    pending_reasons: dict[int, object] | None = None  # id(candidate) -> what makes its reasons
     seen: list[int] | None = None  # catalog positions clicked in the history, when asked for
 
     def give_reasons(self, candidates: list[Candidate]) -> None:
-        waiting = [c for c in candidates if id(c) in self.reason_rows]
-        found = self.reading.reasons([self.reason_rows.pop(id(c)) for c in waiting])
+        waiting = [c for c in candidates if id(c) in self.pending_reasons]
+        found = self.reading.reasons([self.pending_reasons.pop(id(c)) for c in waiting])
         for candidate, reasons in zip(waiting, found, strict=True):
             candidate.reasons[:0] = reasons
+
+
+def _read_ranking(
+    positions: list[int],
+    scores: list[float],
+    pending: list,
+    ranked_count: int,
+    reading: _ReasonMaker,
+) -> _ReadRanking:
+    """Candidates without their reasons, the first `ranked_count` the ranked list."""
+    made = [Candidate(p, score) for p, score in zip(positions, scores, strict=True)]
+    pending_reasons = dict(zip(map(id, made), pending, strict=True))
+    return _ReadRanking(made[:ranked_count], made[ranked_count:], reading, pending_reasons)
 
 
 class _Vocabulary:
@@ -267,9 +279,7 @@ class HomeRankings:
             positions = [positions[i] for i in kept]
             scores = [scores[i] for i in kept]
             rows = [rows[i] for i in kept]
-        made = [Candidate(p, score) for p, score in zip(positions, scores, strict=True)]
-        reason_rows = dict(zip(map(id, made), rows, strict=True))
-        return _ReadRanking(made[:ranked_count], made[ranked_count:], self, reason_rows)
+        return _read_ranking(positions, scores, rows, ranked_count, self)
 
     def reasons(self, rows: list[tuple[int, int]]) -> list[list[Reason]]:
         """The reasons in each (start, end) range of rows of the home_reason_* arrays, read in
