@@ -45,7 +45,7 @@ import httpx
 
 from bench.prepare import bench_environment, prepare
 from bench.server import server_environment, start_server
-from bench.startup import _memory_mb, _workers
+from bench.startup import _children, _memory_mb, _workers
 from database.identifiers import quote_identifier
 from database.server import database_url
 from database.training import fetch_history_stamps
@@ -194,10 +194,9 @@ def _postgres_pids(pgdata: Path) -> list[int]:
     server given by DATABASE_URL."""
     try:
         postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
-        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+        return [postmaster, *_children(postmaster)]
     except (OSError, ValueError, IndexError):
         return []
-    return [postmaster, *map(int, children)]
 
 
 class CpuMeter:

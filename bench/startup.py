@@ -37,12 +37,16 @@ def _memory_mb(pid: int) -> dict[str, float]:
     return found
 
 
+def _children(pid: int) -> list[int]:
+    """A process's child processes."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def _workers(server_pid: int) -> list[int]:
     """The uvicorn worker processes (not multiprocessing's resource tracker)."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
     workers = [
-        int(pid)
-        for pid in children
+        pid
+        for pid in _children(server_pid)
         if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
     return workers or [server_pid]
