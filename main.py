@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from config.logging import configure_logging
 from config.settings import PROJECT_ROOT, Settings, get_settings
 from database import jobs as job_queries
+from database.interactions import forget_home_rankings
 from database.migrations import apply_migrations
 from database.pool import connection, create_pool
 from database.products import other_listings, product_aliases
@@ -35,10 +36,9 @@ from schemas import MAX_BODY_BYTES
 from services import metrics
 from services.catalog import Catalog
 from services.feeds import warm_caches
-from services.history import HistoryReader
+from services.history import HistoryReader, RankingStore
 from services.interactions import EventWriter
 from services.jobs import JobRunner
-from services.lru import LRU
 from services.models import ModelStore, trending_in_catalog_order
 from services.text_encoder import QueryVectors
 from services.variants import variants_of
@@ -85,6 +85,9 @@ async def refresh_models(app: FastAPI) -> bool:
     app.state.catalog = catalog
     store.install(bundle)
     app.state.trending = trending
+    async with connection(app.state.pool) as conn:
+        # Home rankings computed with other versions serve no request of this one.
+        await forget_home_rankings(conn=conn, keep_version=bundle.version)
     await refresh_trending(app)
     return True
 
@@ -190,7 +193,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.event_writer = EventWriter(pool)
             app.state.history_reader = HistoryReader(pool)
             app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
-            app.state.recent_home_rankings = LRU(settings.home_recent_rankings)
+            app.state.ranking_store = RankingStore(pool)
             phases: dict[str, float] = {}
 
             def done(phase: str) -> None:  # seconds since the previous phase ended

@@ -97,7 +97,8 @@ async def _delete_events_since(url: str, since, stamps: dict[str, int]) -> int:
     """Delete the events stored since `since` from the log and from their users' tables, and
     put back the users' history stamps (`stamps`, read before): the POSTs of a run would
     otherwise turn the next run's known users into users with events training never saw
-    (their home rankings computed, not prepared). Benchmark data only."""
+    (their home rankings computed, not prepared). The home rankings computed for those events
+    go too: stored under stamps the next run's events will have again. Benchmark data only."""
     conn = await asyncpg.connect(url)
     try:
         async with conn.transaction():
@@ -116,6 +117,7 @@ async def _delete_events_since(url: str, since, stamps: dict[str, int]) -> int:
             deleted = await conn.execute(
                 "DELETE FROM interaction_events WHERE timestamp >= $1", since
             )
+            await conn.execute("TRUNCATE computed_home_rankings")
             for (table,) in tables:  # names from the registry, quoted by the one helper
                 await conn.execute(
                     f'DELETE FROM {quote_identifier(table)} WHERE "timestamp" >= $1',  # noqa: S608

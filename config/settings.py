@@ -76,9 +76,10 @@ class Settings(BaseSettings):
     # Off: every home request ranks for itself, prepared rankings or not (to measure or rule
     # them out without retraining).
     serve_prepared_home: bool = True
-    # Home rankings a worker computed lately, reused while the user's history is unchanged (a
-    # refresh, the next visit without a click): a few KB each. 0: every such request ranks again.
-    home_recent_rankings: int = Field(default=2000, ge=0)
+    # Home rankings computed at request time are stored (a few KB each, in the database) and
+    # read by every worker's next request for the same history (a refresh, the next visit
+    # without a click). Off: every such request ranks again.
+    share_computed_home: bool = True
     # Driver memory of `ml.train --engine spark` in local mode (spark-submit's --driver-memory
     # wins when launched by it): the reduced results (top-k lists, sessions) come back to it.
     spark_driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]?$")

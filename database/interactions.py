@@ -30,8 +30,10 @@ _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 
 # The most events a request reads of a user's table (newest first): training prepares home
 # rankings from the same number (ml/prepare_home.py).
 HISTORY_LIMIT = 500
-# One statement text for every group of users (migration 0012): prepared once per connection.
-_RECENT_USERS_EVENTS = "SELECT * FROM recent_users_events($1, $2, $3, $4)"
+# One statement text for every group of users (migrations 0012, 0013): prepared once per
+# connection.
+_RECENT_USERS_EVENTS = "SELECT * FROM recent_users_events_or_rankings($1, $2, $3, $4, $5)"
+_STORE_HOME_RANKINGS = "SELECT store_home_rankings($1, $2, $3, $4, $5)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,31 @@ class HistoryRead:
     since: datetime  # events at or after this time
     # When the user's history stamp is still this one, the table is not read (migration 0011).
     unless_stamp: int | None = None
+    # A home ranking some worker computed with this model version for the user's current
+    # history answers instead of the events, when one is stored (migration 0013).
+    ranking_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadHistory:
+    """What a HistoryRead found: the events, or what stands for them."""
+
+    # Newest first ([] for a user without a table); None when they were not read (the stamp
+    # held, or a stored ranking answered).
+    events: list[dict] | None
+    stamp: int | None = None  # the user's history stamp in the read's snapshot, with events
+    ranking: bytes | None = None  # the stored ranking for this stamp (ranking_version's)
+
+
+@dataclass(frozen=True, slots=True)
+class ComputedRanking:
+    """A home ranking computed for a user's history, to share with the other workers."""
+
+    user_id: str
+    model_version: str
+    stamp: int  # the history stamp of the read it ranked
+    oldest_event: datetime  # the oldest event of that history
+    ranking: bytes
 
 
 async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
@@ -100,18 +127,18 @@ async def recent_user_events(
     """The user's events since `since`, newest first; [] for a user with no table yet. With
     `unless_stamp`: None, without reading the table, when the user's history stamp is still
     that one (no event added to or removed from the table since: migration 0011)."""
-    [events] = await recent_users_events(
+    [read] = await recent_users_events(
         conn=conn, reads=[HistoryRead(user_id, since, unless_stamp)], limit=limit
     )
-    return events
+    return read.events
 
 
 async def recent_users_events(
     *, conn: asyncpg.Connection, reads: list[HistoryRead], limit: int = HISTORY_LIMIT
-) -> list[list[dict] | None]:
-    """Each read's events (as `recent_user_events` answers it), in one statement. A user
-    registered but whose table was dropped by hand fails the statement (UndefinedTableError),
-    unless the read is the only one: then it has no events."""
+) -> list[ReadHistory]:
+    """What each read finds (its events as `recent_user_events` answers them, or a stored
+    ranking), in one statement. A user registered but whose table was dropped by hand fails the
+    statement (UndefinedTableError), unless the read is the only one: then it has no events."""
     try:
         rows = await conn.fetch(
             _RECENT_USERS_EVENTS,
@@ -119,17 +146,18 @@ async def recent_users_events(
             [read.since for read in reads],
             limit,
             [read.unless_stamp for read in reads],
+            [read.ranking_version for read in reads],
         )
     except asyncpg.UndefinedTableError:
         if len(reads) == 1:
-            return [[]]
+            return [ReadHistory([])]
         raise
-    events: list[list[dict] | None] = [[] for _ in reads]
-    for request, event_type, product_id, query, timestamp in rows:
-        if event_type is None:  # the stamp held: the table was not read
-            events[request - 1] = None
-        else:
-            events[request - 1].append(
+    found: list[ReadHistory] = [ReadHistory([]) for _ in reads]
+    for request, event_type, product_id, query, timestamp, stamp, ranking in rows:
+        if event_type is not None:
+            if not found[request - 1].events:
+                found[request - 1] = ReadHistory([], stamp)
+            found[request - 1].events.append(
                 {
                     "event_type": event_type,
                     "product_id": product_id,
@@ -137,4 +165,30 @@ async def recent_users_events(
                     "timestamp": timestamp,
                 }
             )
-    return events
+        elif ranking is not None:
+            found[request - 1] = ReadHistory(None, stamp, ranking)
+        else:  # the stamp held: the table was not read
+            found[request - 1] = ReadHistory(None)
+    return found
+
+
+async def store_home_rankings(*, conn: asyncpg.Connection, rankings: list[ComputedRanking]) -> None:
+    """Store rankings computed at request time, for any worker's next read of the same
+    history; an older stamp's never replaces a newer one's (migration 0013)."""
+    await conn.execute(
+        _STORE_HOME_RANKINGS,
+        [r.user_id for r in rankings],
+        [r.model_version for r in rankings],
+        [r.stamp for r in rankings],
+        [r.oldest_event for r in rankings],
+        [r.ranking for r in rankings],
+    )
+
+
+async def forget_home_rankings(*, conn: asyncpg.Connection, keep_version: str) -> int:
+    """Delete the stored home rankings of every model version but `keep_version` (no request
+    of the served version reads them); returns how many."""
+    done = await conn.execute(
+        "DELETE FROM computed_home_rankings WHERE model_version <> $1", keep_version
+    )
+    return int(done.split()[-1])

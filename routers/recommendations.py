@@ -34,9 +34,12 @@ from services.feeds import (
     home_feed,
     search_feed,
     session_feed,
+    shared_ranking_version,
     similar_feed,
     unread_history_stamp,
 )
+from services.history import ComputedRanking, ReadHistory
+from services.home_rankings import read_shared_ranking
 from services.text_encoder import embed_query, warm_up
 from services.variants import assign_variant
 
@@ -74,19 +77,25 @@ def _response(request: Request, feed: Feed, query: RecommendationQuery) -> FastJ
 
 
 async def _recent_events(
-    request: Request, user_id: str, since: datetime, unless_stamp: int | None = None
-) -> tuple[list[dict] | None, bool]:
-    """The user's events since `since`, and whether the read failed (database unavailable:
-    the feed is then built from memory alone, marked degraded). With `unless_stamp`: None
-    instead of the events when the user's history stamp is that one (the table is not read)."""
+    request: Request,
+    user_id: str,
+    since: datetime,
+    unless_stamp: int | None = None,
+    ranking_version: str | None = None,
+) -> tuple[ReadHistory, bool]:
+    """What the read of the user's events since `since` found (`HistoryReader.read`), and
+    whether it failed (database unavailable: the feed is then built from memory alone, marked
+    degraded, as for a user without events)."""
     try:
-        events = await request.app.state.history_reader.read(user_id, since, unless_stamp)
+        found = await request.app.state.history_reader.read(
+            user_id, since, unless_stamp, ranking_version
+        )
     except DatabaseUnavailable as exc:
         logger.warning("history of %s not read, serving degraded: %s", user_id, exc)
-        return [], True
+        return ReadHistory([]), True
     if unless_stamp is not None:
-        metrics.HISTORY_READS.labels("read" if events is not None else "skipped").inc()
-    return events, False
+        metrics.HISTORY_READS.labels("read" if found.events is not None else "skipped").inc()
+    return found, False
 
 
 async def _query_vector(request: Request, bundle, text: str) -> np.ndarray | None:
@@ -157,12 +166,27 @@ async def home(request: Request):
         exclude_seen=query.exclude_seen,
         n=query.offset + query.limit,
     )
-    events, degraded = await _recent_events(request, query.user_id, since, unless_stamp=stamp)
+    version = None
+    if settings.share_computed_home:
+        version = shared_ranking_version(
+            bundle=bundle,
+            ranker=variant.ranker,
+            filters=_filters(query),
+            exclude_seen=query.exclude_seen,
+            n=query.offset + query.limit,
+        )
+    found, degraded = await _recent_events(request, query.user_id, since, stamp, version)
+    catalog = request.app.state.catalog
+    shared = None
+    if found.ranking is not None:
+        shared = read_shared_ranking(found.ranking, catalog.position_of)
+        if shared is None:  # not readable here: compute it from the events
+            found, degraded = await _recent_events(request, query.user_id, since)
     feed = home_feed(
-        catalog=request.app.state.catalog,
+        catalog=catalog,
         bundle=bundle,
         trending=request.app.state.trending,
-        events=events,
+        events=found.events,
         user_id=query.user_id,
         weights=variant.weights,
         boost_weight=settings.trending_boost,
@@ -173,8 +197,14 @@ async def home(request: Request):
         ranker=variant.ranker,
         max_per_sub_category=settings.home_max_per_sub_category,
         prepared=settings.serve_prepared_home,
-        recent=request.app.state.recent_home_rankings if settings.home_recent_rankings else None,
+        shared=shared,
+        share=version is not None and found.stamp is not None,
     )
+    if feed.to_share is not None:
+        oldest = found.events[-1]["timestamp"]
+        request.app.state.ranking_store.keep(
+            ComputedRanking(query.user_id, version, found.stamp, oldest, feed.to_share)
+        )
     return FastJSONResponse(
         _page(request, feed, query) | {"variant": variant.name, "degraded": degraded}
     )
@@ -256,7 +286,8 @@ async def search(request: Request):
     events, degraded = [], False
     if query.user_id is not None:
         since = now - timedelta(days=settings.history_days)
-        events, degraded = await _recent_events(request, query.user_id, since)
+        found, degraded = await _recent_events(request, query.user_id, since)
+        events = found.events
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
         query_vector = await _query_vector(request, bundle, query.q.lower())

@@ -4,7 +4,7 @@ events. No HTTP and no database here: the router passes the events it read."""
 import hashlib
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -12,13 +12,7 @@ import numpy as np
 from config.settings import Settings
 from services import metrics
 from services.catalog import Catalog
-from services.home_rankings import (
-    PAGE,
-    PreparedRanking,
-    history_fingerprint,
-    pack_ranking,
-    unpack_ranking,
-)
+from services.home_rankings import PAGE, PreparedRanking, shared_ranking
 from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
 from services.ranking import (
@@ -96,6 +90,9 @@ class Feed:
     items: list[Candidate]
     strategy: str
     weights: dict[str, float]
+    # A home ranking computed for the request that other requests for the same history can
+    # read (`shared_ranking`): the caller stores it.
+    to_share: bytes | None = field(default=None, kw_only=True)
 
 
 @dataclass
@@ -465,9 +462,27 @@ def unread_history_stamp(
     return bundle.prepared_home_stamp(user_id, since)
 
 
+def shared_ranking_version(
+    *, bundle: ModelBundle | None, ranker: str, filters: Filters, exclude_seen: bool, n: int
+) -> str | None:
+    """The model version whose shared rankings (computed by any worker for a history: see
+    `home_feed`) serve this request, or None when none can: the learned ranker of a version
+    that ranks with its own trending inputs, and a request a kept ranking serves."""
+    if (
+        bundle is None
+        or bundle.ranker is None
+        or bundle.ranker_trending is None
+        or ranker != "learned"
+        or not _kept_ranking_serves(filters, exclude_seen, n)
+    ):
+        return None
+    return bundle.version
+
+
 def _kept_ranking_serves(filters: Filters, exclude_seen: bool, n: int) -> bool:
-    """Whether a ranking kept for a history (prepared by training, or recent in this worker)
-    serves the request: no filter, seen products left out, a page within the first PAGE."""
+    """Whether a ranking kept for a history (prepared by training, or shared by a worker that
+    computed it) serves the request: no filter, seen products left out, a page within the first
+    PAGE."""
     return filters == Filters() and exclude_seen and n <= PAGE
 
 
@@ -487,17 +502,22 @@ def home_feed(
     ranker: str = "learned",
     max_per_sub_category: int = 4,
     prepared: bool = True,
-    recent: LRU | None = None,
+    shared: PreparedRanking | None = None,
+    share: bool = False,
 ) -> Feed:
     """Home feed: for users with history, the learned ranker over every source's candidates
     (`ranker="learned"`, when the version has one; the ranking training prepared for these
-    events when there is one and `prepared`, or the one this worker computed lately for them,
-    kept in `recent`) or the spec's weighted merge; a popularity mix for new users.
-    `events` None: not read, because the user's history stamp says they are the ones training
-    prepared the ranking for (`bundle.prepared_home_stamp`; the caller checked the rest of
-    what a prepared ranking needs: the learned ranker, no filter, seen left out, a first page)."""
+    events when there is one and `prepared`, or the one a worker computed for them and shared)
+    or the spec's weighted merge; a popularity mix for new users.
+    `events` None: not read, because the user's history is the one training prepared the
+    ranking for (the stamp held: `bundle.prepared_home_stamp`), or the one of `shared`, a
+    ranking a worker computed (with its `seen`); the caller checked the rest of what a kept
+    ranking needs (`unread_history_stamp`, `shared_ranking_version`). With `share`, a ranking
+    computed now comes back in `Feed.to_share`."""
     keep = filters.keep(catalog)
-    unread = bundle.unread_prepared_home(user_id) if events is None else None
+    unread = None
+    if events is None:
+        unread = shared if shared is not None else bundle.unread_prepared_home(user_id)
     # Every product clicked in the history window, not only the latest anchors.
     seen = set(unread.seen) if unread else set(clicked_positions(catalog, events))
     exclude = seen if exclude_seen else set()
@@ -517,15 +537,9 @@ def home_feed(
         random.Random(_seed(user_id, now)),
     )
     if ranker == "learned" and bundle.ranker is not None:
-        learned, source, key = unread, "prepared", None
-        if learned is None and _kept_ranking_serves(filters, exclude_seen, n):
-            if prepared:
-                learned, source = bundle.prepared_home(user_id, events), "prepared"
-            if learned is None and recent is not None and bundle.ranker_trending is not None:
-                # Like a prepared ranking, a function of the events and the version alone.
-                key = (bundle.version, user_id, history_fingerprint(events))
-                packed = recent.get(key)
-                learned, source = (unpack_ranking(packed) if packed else None), "recent"
+        learned, source, to_share = unread, "shared" if shared else "prepared", None
+        if learned is None and prepared and _kept_ranking_serves(filters, exclude_seen, n):
+            learned = bundle.prepared_home(user_id, events)
         if learned is None:
             source = "computed"
             learned = learned_ranking(
@@ -539,9 +553,9 @@ def home_feed(
                 filters=filters,
                 n=n,
             )
-            if key is not None:
+            if share:
                 learned = learned.completed()
-                recent.put(key, pack_ranking(learned))
+                to_share = shared_ranking(learned, sorted(seen), catalog.ids)
         metrics.HOME_RANKINGS.labels(source).inc()
         mixed = mix(
             learned.ranked,
@@ -552,7 +566,8 @@ def home_feed(
             n=n,
         )
         learned.give_reasons(mixed[:n])  # only what a page can show needs them
-        return Feed(_top_up(catalog, trending, mixed, exclude, keep, n), "personal_ranked", weights)
+        items = _top_up(catalog, trending, mixed, exclude, keep, n)
+        return Feed(items, "personal_ranked", weights, to_share=to_share)
 
     clicks, queries = recent_clicks_and_queries(events, now)
     sources = {

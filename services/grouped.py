@@ -29,6 +29,7 @@ class StatementGroups(Generic[Item, Result]):
         self.max_group_size = max_group_size
         self._pending: deque[tuple[Item, asyncio.Future]] = deque()
         self._drainer: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.statements = 0  # group statements run (for tests and benchmarks)
 
     def size(self, item: Item) -> int:
@@ -41,11 +42,34 @@ class StatementGroups(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         """The item's result once its group's statement is done; DatabaseUnavailable when the
         database cannot be reached."""
-        future = asyncio.get_running_loop().create_future()
+        return await self.submit_nowait(item)
+
+    def submit_nowait(self, item: Item, wait: float = 0.0) -> asyncio.Future:
+        """Queue the item; the future of its result (as `submit` returns it). With `wait`
+        (seconds), an idle queue starts its statement that much later, with whatever else
+        came meanwhile: for items no request waits for."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending.append((item, future))
         if self._drainer is None or self._drainer.done():
+            if wait <= 0:
+                self._start_draining()
+            elif self._timer is None:
+                self._timer = loop.call_later(wait, self._start_draining)
+        return future
+
+    def _start_draining(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending and (self._drainer is None or self._drainer.done()):
             self._drainer = asyncio.create_task(self._drain())
-        return await future
+
+    async def drained(self) -> None:
+        """Return once every item queued so far has been run (for tests and shutdown)."""
+        self._start_draining()
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
 
     def _next_group(self) -> list[tuple[Item, asyncio.Future]]:
         group, size = [], 0

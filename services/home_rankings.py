@@ -28,6 +28,7 @@ from itertools import accumulate, pairwise
 from typing import Protocol
 
 import numpy as np
+import orjson
 
 from services.artifacts import packed_string, packed_strings
 from services.recommender import Candidate, Reason
@@ -62,36 +63,63 @@ class PreparedRanking:
         shows a few, the ranking holds dozens). Complete already here."""
 
 
-# A complete ranking as nested tuples of ints, floats and strings:
-# (ranked count, positions, scores, per candidate its reasons as (signal, anchor, text)).
-PackedRanking = tuple[int, tuple[int, ...], tuple[float, ...], tuple[tuple[tuple, ...], ...]]
+# The form of a ranking a worker computed and shares (migration 0013); another form is ignored.
+_SHARED_FORM = 1
 
 
-def pack_ranking(ranking: PreparedRanking) -> PackedRanking:
-    """A ranking with all its reasons, in a form a cache of thousands can hold without the
-    garbage collector walking it: CPython stops tracking a tuple of ints, floats and strings.
-    As Candidate and Reason objects a ranking was ~240 tracked objects, and a full collection
-    over 2,000 of them (a worker's HOME_RECENT_RANKINGS) held the event loop ~65 ms."""
+def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
+    """A complete ranking (every candidate's reasons) and the products clicked in the history it
+    ranked (catalog positions), as JSON with product ids: another worker's catalog may hold
+    the same products at other positions (one loaded after products were imported, say). A
+    reason is its kind (signal, text around the anchor: a few per ranking) and its anchor."""
     candidates = ranking.ranked + ranking.explore
-    return (
-        len(ranking.ranked),
-        tuple(c.position for c in candidates),
-        tuple(c.score for c in candidates),
-        tuple(tuple((r.signal, r.anchor, r.text) for r in c.reasons) for c in candidates),
+    kinds = _Vocabulary()
+    reasons = [
+        [part for r in c.reasons for part in (kinds.of((r.signal, *_split(r))), r.anchor)]
+        for c in candidates
+    ]
+    return orjson.dumps(
+        [
+            _SHARED_FORM,
+            len(ranking.ranked),
+            [ids[c.position] for c in candidates],
+            [c.score for c in candidates],
+            kinds.values(),
+            reasons,
+            [ids[p] for p in seen],
+        ]
     )
 
 
-class _PackedReasons:
-    """Makes the Reasons of packed candidates (their (signal, anchor, text) tuples)."""
+class _SharedReasons:
+    """Makes the Reasons of shared candidates (per candidate: kind, anchor, kind, anchor...)."""
 
-    @staticmethod
-    def reasons(packed: list[tuple[tuple, ...]]) -> list[list[Reason]]:
-        return [[Reason(*reason) for reason in reasons] for reasons in packed]
+    def __init__(self, kinds: list[list]):
+        self.kinds = kinds
+
+    def reasons(self, pending: list[list]) -> list[list[Reason]]:
+        return [[self._reason(k, a) for k, a in zip(r[::2], r[1::2], strict=True)] for r in pending]
+
+    def _reason(self, kind: int, anchor: str | None) -> Reason:
+        signal, before, after, inserted = self.kinds[kind]
+        return Reason(signal, anchor, f"{before}{anchor}{after}" if inserted else before)
 
 
-def unpack_ranking(packed: PackedRanking) -> PreparedRanking:
-    ranked_count, positions, scores, reasons = packed
-    return _read_ranking(positions, scores, reasons, ranked_count, _PackedReasons)
+def read_shared_ranking(payload: bytes, position_of: dict[str, int]) -> PreparedRanking | None:
+    """A ranking `shared_ranking` wrote, with its `seen` positions; None when it is not one or
+    names a product this catalog lacks (the request then computes the ranking itself)."""
+    try:
+        form, ranked_count, ids, scores, kinds, reasons, seen_ids = orjson.loads(payload)
+        if form != _SHARED_FORM:
+            return None
+        positions = [position_of[i] for i in ids]
+        seen = [position_of[i] for i in seen_ids]
+        reading = _SharedReasons(kinds)
+        ranking = _read_ranking(positions, scores, reasons, ranked_count, reading)
+    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
+        return None
+    ranking.seen = seen
+    return ranking
 
 
 @dataclass

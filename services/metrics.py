@@ -45,7 +45,7 @@ HISTORY_READ_GROUP_SIZE = Histogram(
 HOME_RANKINGS = Counter(
     "recsys_home_rankings_total",
     "Learned home rankings by where they came from: prepared (by training, for these very"
-    " events), recent (computed by this worker for the same events lately) or computed for the"
+    " events), shared (computed by a worker for the same history and stored) or computed for the"
     " request.",
     ["source"],
 )

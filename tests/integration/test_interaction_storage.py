@@ -8,10 +8,16 @@ import pytest
 
 from database.identifiers import quote_identifier, user_index_name, user_table, user_table_name
 from database.interactions import (
+    ComputedRanking,
     EventRow,
+    HistoryRead,
+    ReadHistory,
     ensure_user_table,
+    forget_home_rankings,
     recent_user_events,
+    recent_users_events,
     store_events,
+    store_home_rankings,
 )
 
 
@@ -202,7 +208,7 @@ async def test_concurrent_history_reads_are_read_together(database_url, conn, pr
     try:
         reader = HistoryReader(pool)
         results = await asyncio.gather(*(reader.read(u, since, s) for u, s in reads))
-        assert results == expected
+        assert [found.events for found in results] == expected
         assert reader.statements < len(reads) / 2  # grouped: far fewer statements than reads
         # A table dropped by hand fails its group's statement: the others are read one by one.
         table = await conn.fetchval(
@@ -212,6 +218,50 @@ async def test_concurrent_history_reads_are_read_together(database_url, conn, pr
         results = await asyncio.gather(
             *(reader.read(u, since, s) for u, s in reads[:4]), reader.read("dropped", since)
         )
-        assert results == [*expected[:4], []]
+        assert [found.events for found in results] == [*expected[:4], []]
     finally:
         await pool.close()
+
+
+async def test_a_stored_home_ranking_answers_reads_of_the_same_history_only(conn, product_ids):
+    await store_events(
+        conn=conn,
+        events=[_click("sharer", p, minutes_ago=k) for k, p in enumerate(product_ids[:3])],
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    async def read(version: str | None = "v1", since: datetime = since) -> ReadHistory:
+        [found] = await recent_users_events(
+            conn=conn, reads=[HistoryRead("sharer", since, ranking_version=version)]
+        )
+        return found
+
+    first = await read()
+    assert first.ranking is None and len(first.events) == 3 and first.stamp is not None
+    oldest = first.events[-1]["timestamp"]
+    await store_home_rankings(
+        conn=conn,
+        rankings=[
+            ComputedRanking("sharer", "v1", first.stamp, oldest, b"ranked"),
+            ComputedRanking("nobody_yet", "v1", 0, oldest, b"no table: not stored"),
+        ],
+    )
+    # The same history: the stored ranking instead of the events (the table is not read).
+    assert await read() == ReadHistory(None, first.stamp, b"ranked")
+    # Another version, none asked for, or an event of the ranking out of the window: the events.
+    for found in (await read("v2"), await read(None), await read(since=oldest + timedelta(0, 1))):
+        assert found.ranking is None and found.events is not None
+    # A ranking of an older history never replaces the one of a newer.
+    await store_home_rankings(
+        conn=conn, rankings=[ComputedRanking("sharer", "v1", first.stamp - 1, oldest, b"older")]
+    )
+    assert (await read()).ranking == b"ranked"
+    # A new event changes the history: the events again, until a ranking of them is stored.
+    await store_events(conn=conn, events=[_click("sharer", product_ids[3])])
+    changed = await read()
+    assert changed.ranking is None and len(changed.events) == 4
+    assert changed.stamp == first.stamp + 1
+    stored = await conn.fetchval("SELECT count(*) FROM computed_home_rankings")
+    assert stored == 1  # the user without a table has none
+    # A new version served: the rankings of the others go.
+    assert await forget_home_rankings(conn=conn, keep_version="v2") == 1

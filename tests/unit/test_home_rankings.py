@@ -2,7 +2,6 @@
 candidates, scores and reasons, and a product gone from the catalog left out without moving
 any other candidate's reasons."""
 
-import gc
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,8 +11,8 @@ from services.home_rankings import (
     PreparedRanking,
     PreparedUser,
     pack,
-    pack_ranking,
-    unpack_ranking,
+    read_shared_ranking,
+    shared_ranking,
 )
 from services.recommender import Candidate, Reason
 
@@ -85,27 +84,34 @@ def test_the_history_must_be_the_one_ranked():
     assert rankings.ranking(identity, "nobody", events) is None
 
 
-def test_a_packed_ranking_unpacks_to_the_same_candidates_and_reasons():
+def test_a_shared_ranking_reads_back_in_another_catalog_order():
     ranking = _user("a", [5, 9, 2, 7], [11, 3]).ranking
-    unpacked = unpack_ranking(pack_ranking(ranking))
-    page = unpacked.ranked[:2] + unpacked.explore[:1]
-    unpacked.give_reasons(page)
+    ids = np.array([f"B0{p:08d}" for p in range(12)], dtype=object)
+    payload = shared_ranking(ranking, [3, 9], ids)
+    # Another worker's catalog: the same products, each one position further (a product
+    # imported since this one loaded, first by id).
+    position_of = {product_id: p + 1 for p, product_id in enumerate(ids)}
+    read = read_shared_ranking(payload, position_of)
+    assert read.seen == [4, 10]
+    page = read.ranked[:2] + read.explore[:1]
+    read.give_reasons(page)
     page[0].reasons.append(Reason("explore", "toys", "explore toys"))  # added by the mixer
-    unpacked.give_reasons(page)  # a second call gives nothing twice
+    read.give_reasons(page)  # a second call gives nothing twice
     assert _as_tuples(page) == [
-        (5, 1.0, ranking.ranked[0].reasons + [Reason("explore", "toys", "explore toys")]),
-        *_as_tuples(ranking.ranked[1:2] + ranking.explore[:1]),
+        (6, 1.0, ranking.ranked[0].reasons + [Reason("explore", "toys", "explore toys")]),
+        *[(p + 1, s, r) for p, s, r in _as_tuples(ranking.ranked[1:2] + ranking.explore[:1])],
     ]
-    assert [c.reasons for c in unpacked.ranked[2:]] == [[], []]  # off the page: not made
-    unpacked.give_reasons(unpacked.ranked + unpacked.explore)
-    assert _as_tuples(unpacked.explore) == _as_tuples(ranking.explore)
+    assert [c.reasons for c in read.ranked[2:]] == [[], []]  # off the page: not made
+    read.give_reasons(read.ranked + read.explore)
+    assert _as_tuples(read.explore) == [(p + 1, s, r) for p, s, r in _as_tuples(ranking.explore)]
 
 
-def test_a_packed_ranking_is_left_out_of_garbage_collection():
-    # The point of packing: a cache of thousands of rankings adds nothing to a full collection.
-    packed = pack_ranking(_user("a", [5, 9, 2, 7], [11, 3]).ranking)
-    for _ in range(4):  # a collection stops tracking a tuple once its items are untracked:
-        gc.collect()  # at least one more level of the four each time
-    assert not gc.is_tracked(packed)
-    assert not any(gc.is_tracked(part) for part in packed[1:])
-    assert not any(gc.is_tracked(reasons) for reasons in packed[3])
+def test_a_shared_ranking_this_catalog_cannot_read_is_ignored():
+    ranking = _user("a", [5, 9], [3]).ranking
+    ids = np.array([f"B0{p:08d}" for p in range(12)], dtype=object)
+    payload = shared_ranking(ranking, [3], ids)
+    without_nine = {product_id: p for p, product_id in enumerate(ids) if p != 9}
+    assert read_shared_ranking(payload, without_nine) is None  # a product gone: compute again
+    assert read_shared_ranking(b"not json", {}) is None
+    assert read_shared_ranking(b"[99, 1, [], [], [], [], []]", {}) is None  # another form
+    assert read_shared_ranking(b'{"form": 1}', {}) is None
