@@ -37,6 +37,8 @@ import re
 import resource
 import subprocess
 import tempfile
+import threading
+from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
@@ -226,6 +228,41 @@ class CpuMeter:
         return {k: round((now[k] - self._started[k]) * 1000 / max(requests, 1), 3) for k in now}
 
 
+def connection_split(ss_output: str, workers: list[int]) -> list[int]:
+    """Connections held by each worker, most first, from `ss -p` output."""
+    held = Counter(int(pid) for pid in re.findall(r"pid=(\d+)", ss_output))
+    return sorted((held.get(worker, 0) for worker in workers), reverse=True)
+
+
+class ConnectionSampler:
+    """The split of the load's connections between the workers, read once in the middle of a
+    run: the workers share one listening socket and the first to accept a burst of new
+    connections takes more of them, and a closed loop's p95 follows the busier worker."""
+
+    def __init__(self, url: str, workers: list[int]):
+        self.port = url.rsplit(":", 1)[1]
+        self.workers = workers
+        self.split: list[int] | None = None
+        self._timer: threading.Timer | None = None
+
+    def _sample(self) -> None:
+        command = ["ss", "-Htnp", "state", "established", f"( sport = :{self.port} )"]
+        try:
+            found = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return  # no ss (iproute2) here: no split
+        self.split = connection_split(found, self.workers)
+
+    def start(self, after_seconds: float) -> None:
+        self.split = None
+        self._timer = threading.Timer(after_seconds, self._sample)
+        self._timer.start()
+
+    def stop(self) -> list[int] | None:
+        self._timer.join()
+        return self.split
+
+
 REQUEST_SECONDS = re.compile(
     r'^http_request_duration_seconds_(sum|count)\{[^}]*route="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE
 )
@@ -287,16 +324,21 @@ def run(
                 asyncio.run(_delete_events_since(db_url, started, stamps))
             results = {}
             meter = CpuMeter(server.pid, None if env.get("DATABASE_URL") else pgdata)
+            sampler = ConnectionSampler(url, meter.workers)
             for mode in runs:
                 run_began = asyncio.run(_database_now(db_url)) if reset_events else None
                 durations = _request_seconds(url)
                 meter.start()
                 if mode == "mixed":
+                    sampler.start(seconds / 2)
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
+                    results[mode]["connections_per_worker"] = sampler.stop()
                 elif mode == "paced":  # the mixed load from shoppers who read between clicks
+                    sampler.start(seconds / 2)
                     results[mode] = _wrk(
                         url, data, "mixed", seconds, paced_connections, threads, think_ms
                     )
+                    results[mode]["connections_per_worker"] = sampler.stop()
                 elif mode == "health":
                     results[mode] = _wrk(url, data, mode, 10, connections, threads)
                 else:  # an endpoint alone
@@ -350,6 +392,10 @@ def markdown(report: dict) -> str:
             routes = report["runs"][name]["in_app"]
             means = ", ".join(f"{route} {v['mean_ms']:.1f}" for route, v in routes.items())
             lines += ["", f"{name}, mean ms inside the service per route: {means}"]
+            split = report["runs"][name].get("connections_per_worker")
+            if split:
+                held = " / ".join(map(str, split))
+                lines.append(f"{name}, connections per worker mid-run: {held}")
     if "mixed" in report["runs"] and "health" in report["runs"]:
         mixed, health = report["runs"]["mixed"], report["runs"]["health"]
         lines.append("")

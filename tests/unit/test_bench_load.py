@@ -3,7 +3,7 @@ and the mean time inside the service between two readings."""
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from bench.load import in_app_ms, request_seconds
+from bench.load import connection_split, in_app_ms, request_seconds
 from services.metrics import LATENCY_BUCKETS
 
 
@@ -30,3 +30,12 @@ def test_in_app_means_per_route_between_two_readings():
         "/interactions": {"requests": 2.0, "mean_ms": 15.0},
         "/recommendations/home": {"requests": 2.0, "mean_ms": 3.0},
     }
+
+
+def test_connection_split_counts_each_workers_connections():
+    ss_output = (
+        'ESTAB 0 0 127.0.0.1:8000 127.0.0.1:51000 users:(("python",pid=11,fd=20))\n'
+        'ESTAB 0 0 127.0.0.1:8000 127.0.0.1:51002 users:(("python",pid=12,fd=21))\n'
+        'ESTAB 0 0 127.0.0.1:8000 127.0.0.1:51004 users:(("python",pid=12,fd=22))\n'
+    )
+    assert connection_split(ss_output, [11, 12, 13]) == [2, 1, 0]
