@@ -24,8 +24,9 @@ the call began); without it, a run's POSTs turn later runs' known users into use
 request time.
 Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown table and as JSON
 (<dir>/load-<workers>w.json); per run also the CPU per request of the workers, the embedded
-PostgreSQL and wrk (steadier than requests/s from one run to the next), and per route the mean
-time inside the service (the rest of a request's latency is its wait before a worker reads it).
+PostgreSQL and wrk (steadier than requests/s from one run to the next), per route the mean
+time inside the service (the rest of a request's latency is its wait before a worker reads it),
+and for the mixed and paced runs how the connections split between the workers (`ss`).
 wrk runs on the same machine and takes CPU from the server: read the mixed figure next to the
 /health ceiling of the same run.
 """
