@@ -595,7 +595,7 @@ class PendingRanking(PreparedRanking):
 
     def completed(self) -> PreparedRanking:
         """The same ranking with every candidate's reasons, without the candidate set (its
-        features and sources): what a cache of rankings can hold for a few KB each."""
+        features and sources): what `shared_ranking` stores for the other workers."""
         self.give_reasons(self.ranked + self.explore)
         return PreparedRanking(self.ranked, self.explore)
 

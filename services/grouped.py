@@ -66,7 +66,7 @@ class StatementGroups(Generic[Item, Result]):
             self._drainer = asyncio.create_task(self._drain())
 
     async def drained(self) -> None:
-        """Return once every item queued so far has been run (for tests and shutdown)."""
+        """Return once every item queued so far has been run (for tests)."""
         self._start_draining()
         while self._drainer is not None and not self._drainer.done():
             await asyncio.shield(self._drainer)

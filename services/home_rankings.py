@@ -101,8 +101,7 @@ class _SharedReasons:
         return [[self._reason(k, a) for k, a in zip(r[::2], r[1::2], strict=True)] for r in pending]
 
     def _reason(self, kind: int, anchor: str | None) -> Reason:
-        signal, before, after, inserted = self.kinds[kind]
-        return Reason(signal, anchor, f"{before}{anchor}{after}" if inserted else before)
+        return _joined(self.kinds[kind], anchor)
 
 
 def read_shared_ranking(payload: bytes, position_of: dict[str, int]) -> PreparedRanking | None:
@@ -139,8 +138,8 @@ class _ReasonMaker(Protocol):
 
 @dataclass
 class _ReadRanking(PreparedRanking):
-    """A ranking read back (from the arrays, or packed); its reasons are made for the page only,
-    by `reading`, from what `pending_reasons` holds of each candidate."""
+    """A ranking read back (from the arrays, or shared by a worker); its reasons are made for the
+    page only, by `reading`, from what `pending_reasons` holds of each candidate."""
 
     reading: _ReasonMaker | None = None
     pending_reasons: dict[int, object] | None = None  # id(candidate) -> what makes its reasons
@@ -236,6 +235,13 @@ def _split(reason: Reason) -> tuple[str, str, bool]:
     return reason.text[:at], reason.text[at + len(reason.anchor) :], True
 
 
+def _joined(kind, anchor: str | None) -> Reason:
+    """The Reason `_split` took apart, from its kind (signal, text before and after the anchor,
+    whether the anchor is in the text) and its anchor."""
+    signal, before, after, inserted = kind
+    return Reason(signal, anchor, before + anchor + after if inserted else before + after)
+
+
 class HomeRankings:
     """Reads one version's prepared rankings: the users' slots and the reason kinds (a few
     dozen) decoded once at load, so a request decodes only its page's anchors."""
@@ -327,12 +333,10 @@ class HomeRankings:
         return [made[bounds[i] : bounds[i + 1]] for i in range(len(rows))]
 
     def _make(self, kind: int, anchor: int) -> Reason:
-        signal, prefix, suffix, insert = self.kinds[kind]
-        if anchor < 0:
-            reason = Reason(signal, None, prefix + suffix)
-        else:
+        name = None
+        if anchor >= 0:
             arrays = self.arrays
             name = packed_string(arrays["home_anchor_bytes"], arrays["home_anchor_offsets"], anchor)
-            reason = Reason(signal, name, prefix + name + suffix if insert else prefix + suffix)
+        reason = _joined(self.kinds[kind], name)
         self._made[(kind, anchor)] = reason
         return reason
