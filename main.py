@@ -32,6 +32,7 @@ from routers import metrics as metrics_router
 from routers.hot_routes import HotRoutes
 from routers.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from routers.problems import install_problem_docs, install_problem_handlers
+from routers.worker_balance import worker_balance
 from schemas import MAX_BODY_BYTES
 from services import metrics
 from services.catalog import Catalog
@@ -220,10 +221,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items()),
             )
             watcher = asyncio.create_task(watch_for_new_models(app, settings.model_reload_seconds))
+            if balance is not None:
+                balance.start()
             if settings.scheduler_enabled:
                 app.state.scheduler = start_scheduler(app, settings)
             yield
         finally:
+            if balance is not None:
+                balance.stop()
             if app.state.scheduler is not None:
                 app.state.scheduler.shutdown(wait=False)
             if watcher is not None:
@@ -259,7 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             routes=[*recommendations.router.routes, *interactions.router.routes],
         )
     app.add_middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES)
-    app.add_middleware(RequestContextMiddleware)
+    balance = worker_balance() if settings.balance_workers else None
+    app.add_middleware(RequestContextMiddleware, balance=balance)
     app.include_router(health.router)
     app.include_router(interactions.router)
     app.include_router(recommendations.router)

@@ -164,6 +164,7 @@ def _wrk(
 
 SERVED_COUNTERS = (
     "recsys_home_rankings_total",
+    "recsys_connections_closed_to_balance_total",
     "recsys_query_embeddings_total",
     "recsys_search_retrievals_total",
 )

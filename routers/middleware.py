@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config.logging import request_id
 from routers.problems import problem_response
+from routers.worker_balance import WorkerBalance
 from services import metrics
 
 access_log = logging.getLogger("access")
@@ -33,8 +34,12 @@ def _header(scope: Scope, name: bytes) -> bytes:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp):
+    """With a `balance` (several workers), also notes each request's connection and closes one
+    when the balance says so (routers/worker_balance.py)."""
+
+    def __init__(self, app: ASGIApp, balance: WorkerBalance | None = None):
         self.app = app
+        self.balance = balance
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,14 +53,20 @@ class RequestContextMiddleware:
         token = request_id.set(rid)
         status = 500
         started = time.perf_counter()
+        balance = self.balance
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                if balance is not None and balance.should_close(scope.get("client")):
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
+        if balance is not None:
+            balance.saw(scope.get("client"))
         try:
             await self.app(scope, receive, send_with_id)
         finally:

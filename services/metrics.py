@@ -42,6 +42,11 @@ HISTORY_READ_GROUP_SIZE = Histogram(
     "Users' histories read per statement by a worker's grouped reads.",
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+CONNECTIONS_CLOSED_TO_BALANCE = Counter(
+    "recsys_connections_closed_to_balance_total",
+    "Keep-alive connections a worker closed (Connection: close) because it served clearly more"
+    " requests than its sibling workers (routers/worker_balance.py).",
+)
 HOME_RANKINGS = Counter(
     "recsys_home_rankings_total",
     "Learned home rankings by where they came from: prepared (by training, for these very"
