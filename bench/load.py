@@ -26,7 +26,8 @@ Reports requests/s, p50/p95/p99, errors and the workers' RSS, as a markdown tabl
 (<dir>/load-<workers>w.json); per run also the CPU per request of the workers, the embedded
 PostgreSQL and wrk (steadier than requests/s from one run to the next), per route the mean
 time inside the service (the rest of a request's latency is its wait before a worker reads it),
-and for the mixed and paced runs how the connections split between the workers (`ss`).
+and for the mixed and paced runs how the connections split between the workers (`ss`, five
+times through the run).
 wrk runs on the same machine and takes CPU from the server: read the mixed figure next to the
 /health ceiling of the same run.
 """
@@ -237,15 +238,19 @@ def connection_split(ss_output: str, workers: list[int]) -> list[int]:
 
 
 class ConnectionSampler:
-    """The split of the load's connections between the workers, read once in the middle of a
-    run: the workers share one listening socket and the first to accept a burst of new
-    connections takes more of them, and a closed loop's p95 follows the busier worker."""
+    """How the load's connections split between the workers, read SAMPLES times evenly through
+    a run: the workers share one listening socket and the first to accept a burst of new
+    connections takes more of them, a closed loop's p95 follows the busier worker, and the
+    workers' balance (BALANCE_WORKERS) moves connections during the run."""
+
+    SAMPLES = 5
 
     def __init__(self, url: str, workers: list[int]):
         self.port = url.rsplit(":", 1)[1]
         self.workers = workers
-        self.split: list[int] | None = None
-        self._timer: threading.Timer | None = None
+        self.splits: list[list[int]] = []
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
 
     def _sample(self) -> None:
         command = ["ss", "-Htnp", "state", "established", f"( sport = :{self.port} )"]
@@ -253,16 +258,25 @@ class ConnectionSampler:
             found = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.CalledProcessError):
             return  # no ss (iproute2) here: no split
-        self.split = connection_split(found, self.workers)
+        self.splits.append(connection_split(found, self.workers))
 
-    def start(self, after_seconds: float) -> None:
-        self.split = None
-        self._timer = threading.Timer(after_seconds, self._sample)
-        self._timer.start()
+    def _run(self, interval: float) -> None:
+        for _ in range(self.SAMPLES):
+            if self._stopped.wait(interval):
+                return
+            self._sample()
 
-    def stop(self) -> list[int] | None:
-        self._timer.join()
-        return self.split
+    def start(self, run_seconds: float) -> None:
+        self.splits = []
+        self._stopped.clear()
+        interval = run_seconds / (self.SAMPLES + 1)
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def stop(self) -> list[list[int]]:
+        self._stopped.set()
+        self._thread.join()
+        return self.splits
 
 
 REQUEST_SECONDS = re.compile(
@@ -332,11 +346,11 @@ def run(
                 durations = _request_seconds(url)
                 meter.start()
                 if mode == "mixed":
-                    sampler.start(seconds / 2)
+                    sampler.start(seconds)
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
                     results[mode]["connections_per_worker"] = sampler.stop()
                 elif mode == "paced":  # the mixed load from shoppers who read between clicks
-                    sampler.start(seconds / 2)
+                    sampler.start(seconds)
                     results[mode] = _wrk(
                         url, data, "mixed", seconds, paced_connections, threads, think_ms
                     )
@@ -394,10 +408,12 @@ def markdown(report: dict) -> str:
             routes = report["runs"][name]["in_app"]
             means = ", ".join(f"{route} {v['mean_ms']:.1f}" for route, v in routes.items())
             lines += ["", f"{name}, mean ms inside the service per route: {means}"]
-            split = report["runs"][name].get("connections_per_worker")
-            if split:
-                held = " / ".join(map(str, split))
-                lines.append(f"{name}, connections per worker mid-run: {held}")
+            splits = report["runs"][name].get("connections_per_worker")
+            if splits:
+                held = ", ".join("/".join(map(str, split)) for split in splits)
+                lines.append(
+                    f"{name}, connections per worker (busier first) during the run: {held}"
+                )
     if "mixed" in report["runs"] and "health" in report["runs"]:
         mixed, health = report["runs"]["mixed"], report["runs"]["health"]
         lines.append("")
