@@ -10,7 +10,9 @@ trivial endpoint (/health), then the mixed workload (70 % home for known and new
 similar products, 10 % search, 5 % POST /interactions), then each endpoint on its own
 (--alone-connections; `post` is single-event POST /interactions). Also as runs: `home_known`
 (known users only), `home_new` (users without history) and `search_unseen` (a query no training
-embedded: the encoder every time), and `paced`: the mixed load from --paced-connections that
+embedded: the encoder every time), `skewed`: the mixed load with every connection opened while
+all workers but the first are stopped (SIGSTOP for 0.5 s), so the first holds all of them at
+the start (what BALANCE_WORKERS undoes), and `paced`: the mixed load from --paced-connections that
 each wait a random think time (mean --think-ms) before every request, as shoppers read a page
 between clicks. A closed loop keeps every connection's next request waiting in the server, so
 its latency is the queue (connections / throughput); the paced run tells the latency at a rate
@@ -37,10 +39,12 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import tempfile
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -237,6 +241,20 @@ def connection_split(ss_output: str, workers: list[int]) -> list[int]:
     return sorted((held.get(worker, 0) for worker in workers), reverse=True)
 
 
+@contextmanager
+def _others_paused(workers: list[int], seconds: float = 0.5):
+    """Every worker but the first stopped (SIGSTOP) for the first `seconds` of the block: the
+    connections wrk opens meanwhile are all accepted by the first, the worst split there is."""
+    for pid in workers[1:]:
+        os.kill(pid, signal.SIGSTOP)
+    resume = threading.Timer(seconds, lambda: [os.kill(p, signal.SIGCONT) for p in workers[1:]])
+    resume.start()
+    try:
+        yield
+    finally:
+        resume.join()
+
+
 class ConnectionSampler:
     """How the load's connections split between the workers, read SAMPLES times evenly through
     a run: the workers share one listening socket and the first to accept a burst of new
@@ -349,6 +367,11 @@ def run(
                     sampler.start(seconds)
                     results[mode] = _wrk(url, data, mode, seconds, connections, threads)
                     results[mode]["connections_per_worker"] = sampler.stop()
+                elif mode == "skewed":  # the mixed load, every connection on the first worker
+                    sampler.start(seconds)
+                    with _others_paused(meter.workers):
+                        results[mode] = _wrk(url, data, "mixed", seconds, connections, threads)
+                    results[mode]["connections_per_worker"] = sampler.stop()
                 elif mode == "paced":  # the mixed load from shoppers who read between clicks
                     sampler.start(seconds)
                     results[mode] = _wrk(
@@ -403,7 +426,7 @@ def markdown(report: dict) -> str:
             f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} "
             f"| {cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['wrk']:.3f} |"
         )
-    for name in ("mixed", "paced"):
+    for name in ("mixed", "skewed", "paced"):
         if name in report["runs"]:
             routes = report["runs"][name]["in_app"]
             means = ", ".join(f"{route} {v['mean_ms']:.1f}" for route, v in routes.items())
