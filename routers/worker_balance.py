@@ -12,6 +12,7 @@ evens out. A single process (no supervisor) publishes nothing and never closes a
 
 import asyncio
 import fcntl
+import logging
 import mmap
 import multiprocessing
 import os
@@ -22,6 +23,8 @@ from collections.abc import Hashable
 from pathlib import Path
 
 from services import metrics
+
+logger = logging.getLogger(__name__)
 
 SLOTS = 64  # workers of one server at most
 _SLOT = struct.Struct("=qdd")  # pid (0: free), connections served, monotonic time written
@@ -105,8 +108,13 @@ class WorkerBalance:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        """Claims this worker's slot and ticks from now on (in the running event loop)."""
-        self.open_table()
+        """Claims this worker's slot and ticks from now on (in the running event loop). Without
+        a table (no writable shared memory) the worker serves on, unbalanced."""
+        try:
+            self.open_table()
+        except OSError as error:
+            logger.warning("worker balance off: no load table at %s (%s)", self.table_path, error)
+            return
         self._tick()
 
     def open_table(self) -> None:
@@ -121,7 +129,7 @@ class WorkerBalance:
         self.excess = 0.0
 
     def saw(self, client: Hashable | None) -> None:
-        if client is not None:
+        if client is not None and self.table is not None:
             self._last_request[client] = self.ticks
 
     def _tick(self) -> None:

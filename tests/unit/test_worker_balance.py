@@ -124,7 +124,7 @@ async def test_started_it_ticks_in_the_event_loop(tmp_path):
 
 
 async def test_the_middleware_notes_connections_and_adds_connection_close(tmp_path):
-    balance = wb.WorkerBalance(tmp_path / "loads", pid=401)
+    (balance,) = _balances(tmp_path / "loads", 401)
     app = RequestContextMiddleware(
         Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))]), balance=balance
     )
@@ -137,6 +137,17 @@ async def test_the_middleware_notes_connections_and_adds_connection_close(tmp_pa
     assert "connection" not in kept.headers
     assert closed.headers["connection"] == "close" and closed.text == "ok"
     assert balance._last_request == {}  # the closed connection no longer counts
+    balance.stop()
+
+
+async def test_without_a_table_the_worker_serves_unbalanced(tmp_path, caplog):
+    balance = wb.WorkerBalance(tmp_path / "no such folder" / "loads", pid=501)
+    balance.start()
+    assert "worker balance off" in caplog.text
+    balance.saw(("127.0.0.1", 1))
+    assert balance._last_request == {}  # nothing kept that no tick would ever prune
+    assert not balance.should_close(("127.0.0.1", 1))
+    balance.stop()
 
 
 def test_a_lone_process_gets_no_balance():
