@@ -6,9 +6,10 @@ accepted, often many more on one worker than another, and a worker's single even
 the latency while the other idles (docs/BENCHMARKS.md: the closed loop's p95 followed the
 split). Each worker publishes how many connections it serves (those with a request in the last
 second) in a small shared-memory table, a slot per worker. A worker serving at least two more
-than its siblings' mean answers one request per tick with `Connection: close`; the client
-reconnects, to whichever worker accepts first, and as only the busier side closes, the split
-evens out. A single process (no supervisor) publishes nothing and never closes a connection."""
+than its siblings' mean answers requests with `Connection: close`, half the excess per tick;
+the clients reconnect, to whichever worker accepts first, and as only the busier side closes,
+the split evens out. A single process (no supervisor) publishes nothing and never closes a
+connection."""
 
 import asyncio
 import fcntl
@@ -104,7 +105,7 @@ class WorkerBalance:
         self.connections = 0  # with a request in the last ACTIVE_TICKS ticks, as of the last tick
         self.excess = 0.0  # connections minus the siblings' mean, as of the last tick
         self._last_request: dict[Hashable, int] = {}  # client address -> tick of its request
-        self._shed_at_tick = -1
+        self._closes_left = 0  # this tick's
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -127,6 +128,7 @@ class WorkerBalance:
             self.table.close()
             self.table = None
         self.excess = 0.0
+        self._closes_left = 0
 
     def saw(self, client: Hashable | None) -> None:
         if client is not None and self.table is not None:
@@ -146,13 +148,16 @@ class WorkerBalance:
         self.table.publish(self.connections, now)
         siblings = self.table.siblings_mean(now)
         self.excess = 0.0 if siblings is None else self.connections - siblings
+        # Half the excess per tick (a reconnection may land here again): a large imbalance,
+        # as of many connections opened at once, evens out in a few ticks, a small one in one.
+        self._closes_left = int(self.excess // 2) if self.excess >= EXCESS_TO_SHED else 0
 
     def should_close(self, client: Hashable | None) -> bool:
-        """Whether this response should close its connection: at most one per tick, so that the
-        next decision sees where the last one reconnected."""
-        if client is None or self.excess < EXCESS_TO_SHED or self._shed_at_tick == self.ticks:
+        """Whether this response should close its connection: at most half the excess per tick,
+        so that the next tick sees where the closed ones reconnected."""
+        if client is None or self._closes_left <= 0:
             return False
-        self._shed_at_tick = self.ticks
+        self._closes_left -= 1
         self._last_request.pop(client, None)
         metrics.CONNECTIONS_CLOSED_TO_BALANCE.inc()
         return True

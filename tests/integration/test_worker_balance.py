@@ -1,8 +1,8 @@
 """Worker balance in real processes (uvicorn --workers 2, tests/integration/balance_app.py):
 each worker claims a slot in the supervisor's load table; of a burst of connections, those one
 worker accepted are kept busy and the others left idle, and the busy worker closes some
-(Connection: close) until the clients' reconnections leave it half of them, while its idle
-sibling closes none; the last worker to stop removes the table."""
+(Connection: close) until the clients' reconnections leave it half of them; the last worker
+to stop removes the table."""
 
 import http.client
 import os
@@ -97,7 +97,6 @@ def test_the_worker_holding_a_burst_of_connections_closes_some():
         assert live == set(held) | workers
         assert len(held) == 2 and held[busy] <= len(loaded) // 2 + 1, held
         assert closes[busy] >= 1
-        assert sum(closes.values()) == closes[busy]  # the idle worker closed nothing
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)

@@ -1,6 +1,6 @@
 """The workers' shared load table and the rule that closes a connection: a worker serving at
-least EXCESS_TO_SHED more connections than its siblings' mean closes one per tick; a lone
-worker, a balanced one or a stopped sibling's stale slot never makes it close."""
+least EXCESS_TO_SHED more connections than its siblings' mean closes half the excess per tick;
+a lone worker, a balanced one or a stopped sibling's stale slot never makes it close."""
 
 import asyncio
 import time
@@ -59,10 +59,12 @@ def _balances(path, *pids: int) -> list[wb.WorkerBalance]:
 
 
 def _tick(*balances: wb.WorkerBalance) -> None:
+    """A tick of every worker, in which each reads the others' counts of the same tick."""
     for balance in balances:
         balance.update()
-    for balance in balances:  # every worker then reads the others' fresh counts
-        balance.excess = balance.connections - balance.table.siblings_mean(time.monotonic())
+    for balance in balances:
+        balance.ticks -= 1
+        balance.update()
 
 
 def test_the_busier_worker_closes_one_connection_per_tick(tmp_path):
@@ -76,16 +78,21 @@ def test_the_busier_worker_closes_one_connection_per_tick(tmp_path):
     _tick(busy, idle)
     assert (busy.connections, idle.connections) == (6, 2)
     assert not idle.should_close(idle_clients[0])
-    assert busy.should_close(busy_clients[0])
-    assert not busy.should_close(busy_clients[1])  # one per tick
-    _tick(busy, idle)
-    assert busy.connections == 5  # the closed one is no longer counted
     assert not busy.should_close(None)  # no address: nothing to count it by
+    # Half the gap of 4 per tick: had both reconnected to the idle worker, 4 against 4.
+    assert busy.should_close(busy_clients[0])
     assert busy.should_close(busy_clients[1])
-    idle.saw(("127.0.0.1", 50002))  # its client reconnected to the idle worker
+    assert not busy.should_close(busy_clients[2])
+    busy.saw(("127.0.0.1", 40006))  # one client reconnected to the busy worker again,
+    idle.saw(("127.0.0.1", 50002))  # the other to the idle one
     _tick(busy, idle)
-    assert (busy.connections, idle.connections) == (4, 3)
-    assert not busy.should_close(busy_clients[2])  # a gap of 1 is left alone
+    assert (busy.connections, idle.connections) == (5, 3)  # closed ones no longer counted
+    assert busy.should_close(busy_clients[2])
+    assert not busy.should_close(busy_clients[3])
+    idle.saw(("127.0.0.1", 50003))
+    _tick(busy, idle)
+    assert (busy.connections, idle.connections) == (4, 4)
+    assert not busy.should_close(busy_clients[3])
     busy.stop()
     idle.stop()
     assert not path.exists()
@@ -107,7 +114,7 @@ def test_a_worker_without_siblings_never_closes(tmp_path):
     for client in _clients(50):
         alone.saw(client)
     alone.update()
-    assert alone.connections == 50
+    assert alone.connections == 50 and alone.excess == 0
     assert not alone.should_close(_clients(1)[0])
     alone.stop()
 
@@ -132,7 +139,7 @@ async def test_the_middleware_notes_connections_and_adds_connection_close(tmp_pa
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         kept = await client.get("/")
         assert balance._last_request == {("10.0.0.1", 1234): 0}
-        balance.excess = wb.EXCESS_TO_SHED  # as a tick finds it when siblings serve fewer
+        balance._closes_left = 1  # as a tick leaves it when the siblings serve 2 fewer
         closed = await client.get("/")
     assert "connection" not in kept.headers
     assert closed.headers["connection"] == "close" and closed.text == "ok"
