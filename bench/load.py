@@ -44,7 +44,7 @@ import subprocess
 import tempfile
 import threading
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import quote
 
@@ -363,20 +363,22 @@ def run(
                 run_began = asyncio.run(_database_now(db_url)) if reset_events else None
                 durations = _request_seconds(url)
                 meter.start()
-                if mode == "mixed":
+                if mode in ("mixed", "skewed", "paced"):  # the mixed load, its split sampled
+                    # skewed: every connection on the first worker; paced: shoppers who read
+                    # between clicks.
+                    paced = mode == "paced"
+                    paused = _others_paused(meter.workers) if mode == "skewed" else nullcontext()
                     sampler.start(seconds)
-                    results[mode] = _wrk(url, data, mode, seconds, connections, threads)
-                    results[mode]["connections_per_worker"] = sampler.stop()
-                elif mode == "skewed":  # the mixed load, every connection on the first worker
-                    sampler.start(seconds)
-                    with _others_paused(meter.workers):
-                        results[mode] = _wrk(url, data, "mixed", seconds, connections, threads)
-                    results[mode]["connections_per_worker"] = sampler.stop()
-                elif mode == "paced":  # the mixed load from shoppers who read between clicks
-                    sampler.start(seconds)
-                    results[mode] = _wrk(
-                        url, data, "mixed", seconds, paced_connections, threads, think_ms
-                    )
+                    with paused:
+                        results[mode] = _wrk(
+                            url,
+                            data,
+                            "mixed",
+                            seconds,
+                            paced_connections if paced else connections,
+                            threads,
+                            think_ms if paced else 0,
+                        )
                     results[mode]["connections_per_worker"] = sampler.stop()
                 elif mode == "health":
                     results[mode] = _wrk(url, data, mode, 10, connections, threads)

@@ -80,9 +80,9 @@ class Settings(BaseSettings):
     # read by every worker's next request for the same history (a refresh, the next visit
     # without a click). Off: every such request ranks again.
     share_computed_home: bool = True
-    # With several workers (uvicorn --workers N): a worker serving clearly more requests than the
-    # others closes a keep-alive connection now and then, so clients reconnect to a less busy
-    # one (routers/worker_balance.py). Off: connections stay where they were accepted.
+    # With several workers (uvicorn --workers N): a worker serving 2 or more connections above the
+    # others' mean closes some (Connection: close), so clients reconnect and the split evens out
+    # (routers/worker_balance.py). Off: connections stay where they were accepted.
     balance_workers: bool = True
     # Driver memory of `ml.train --engine spark` in local mode (spark-submit's --driver-memory
     # wins when launched by it): the reduced results (top-k lists, sessions) come back to it.

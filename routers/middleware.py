@@ -54,19 +54,20 @@ class RequestContextMiddleware:
         status = 500
         started = time.perf_counter()
         balance = self.balance
+        client = scope.get("client")  # (host, port): the connection, for the balance
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-                if balance is not None and balance.should_close(scope.get("client")):
+                if balance is not None and balance.should_close(client):
                     headers.append((b"connection", b"close"))
                 message["headers"] = headers
             await send(message)
 
         if balance is not None:
-            balance.saw(scope.get("client"))
+            balance.saw(client)
         try:
             await self.app(scope, receive, send_with_id)
         finally:

@@ -37,10 +37,10 @@ STALE_SECONDS = 1.0  # a slot not written for this long is a stopped worker's
 EXCESS_TO_SHED = 2.0
 
 
-def _load_table_path() -> Path:
+def load_table_path(supervisor_pid: int) -> Path:
     """One table per server: named after the supervisor process all its workers share."""
     folder = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    return folder / f"recsys-worker-loads-{os.getppid()}"
+    return folder / f"recsys-worker-loads-{supervisor_pid}"
 
 
 class SiblingLoads:
@@ -168,4 +168,4 @@ def worker_balance() -> WorkerBalance | None:
     None: a lone process has no sibling to hand connections to."""
     if multiprocessing.parent_process() is None:
         return None
-    return WorkerBalance(_load_table_path())
+    return WorkerBalance(load_table_path(os.getppid()))

@@ -44,8 +44,8 @@ HISTORY_READ_GROUP_SIZE = Histogram(
 )
 CONNECTIONS_CLOSED_TO_BALANCE = Counter(
     "recsys_connections_closed_to_balance_total",
-    "Keep-alive connections a worker closed (Connection: close) because it served clearly more"
-    " requests than its sibling workers (routers/worker_balance.py).",
+    "Keep-alive connections a worker closed (Connection: close) because it served 2 or more"
+    " connections above its sibling workers' mean (routers/worker_balance.py).",
 )
 HOME_RANKINGS = Counter(
     "recsys_home_rankings_total",

@@ -57,9 +57,7 @@ def test_the_worker_holding_a_burst_of_connections_closes_some():
         cwd=ROOT,
         env=os.environ | {"PYTHONPATH": str(ROOT)},
     )
-    table = Path("/dev/shm" if Path("/dev/shm").is_dir() else "/tmp") / (
-        f"recsys-worker-loads-{server.pid}"
-    )
+    table = wb.load_table_path(server.pid)
     try:
         _wait_ready(port, server)
         connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=5) for _ in range(16)]
