@@ -3,11 +3,13 @@
     python -m bench.ranking_cost [--dir data/bench] [--users 400] [--repeat 3]
 
 A known user whose events changed since the last training is ranked at request time (sources,
-features, LightGBM, exploration picks: services/feeds.learned_ranking); every other known user
-reads the ranking training prepared. This ranks the first `--users` users with history (by id)
-of the served version, in one process, each `--repeat` times, and prints the time per user and
-a digest of every ranking (positions, scores and reasons). Run it from two checkouts on the same
-data: equal digests mean a change to the ranking path left every ranking exactly as it was.
+features, LightGBM, exploration picks: services/feeds.learned_ranking), every candidate given
+its reasons and the ranking put in the form shared with the other workers; every other known
+user reads the ranking training prepared. This ranks the first `--users` users with history (by
+id) of the served version, in one process, each `--repeat` times, and prints the time per user
+and a digest of every ranking (positions, scores, reasons and the shared form). Run it from two
+checkouts on the same data: equal digests mean a change to the ranking path left every ranking
+exactly as it was.
 """
 
 import argparse
@@ -30,7 +32,7 @@ from main import load_catalog  # the serving catalog, loaded as a worker loads i
 from services.artifacts import current_version_folder
 from services.catalog import Catalog
 from services.feeds import Filters, category_history, clicked_positions, learned_ranking
-from services.home_rankings import PAGE
+from services.home_rankings import PAGE, shared_ranking
 from services.models import load_bundle
 
 
@@ -75,6 +77,8 @@ def main() -> None:
         raise SystemExit(f"{folder}: no learned ranker")
 
     def rank_all() -> list:
+        """Each user's ranking as a request computes it: ranked, its reasons completed and put
+        in the form shared with the other workers (services/home_rankings.shared_ranking)."""
         rankings = []
         for user_id, events in histories:
             seen = set(clicked_positions(catalog, events))
@@ -89,7 +93,8 @@ def main() -> None:
                 filters=Filters(),
                 n=PAGE,
             )
-            rankings.append(ranking)
+            done = ranking.completed()
+            rankings.append((done, shared_ranking(done, sorted(seen), catalog.ids)))
         return rankings
 
     rank_all()  # warm: caches, lazily built tables
@@ -99,8 +104,8 @@ def main() -> None:
         rankings = rank_all()
         times.append((time.process_time() - started) * 1000 / len(histories))
     digest = hashlib.sha256()
-    for ranking in rankings:
-        done = ranking.completed()
+    for done, shared in rankings:
+        digest.update(shared)
         for candidate in done.ranked + done.explore:
             reasons = [(r.signal, r.anchor, r.text) for r in candidate.reasons]
             digest.update(repr((candidate.position, candidate.score, reasons)).encode())

@@ -74,10 +74,17 @@ def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
     reason is its kind (signal, text around the anchor: a few per ranking) and its anchor."""
     candidates = ranking.ranked + ranking.explore
     kinds = _Vocabulary()
-    reasons = [
-        [part for r in c.reasons for part in (kinds.of((r.signal, *_split(r))), r.anchor)]
-        for c in candidates
-    ]
+    # Candidates share Reason objects (one per source and anchor): each is taken apart once.
+    parts_of: dict[int, tuple[int, str | None]] = {}
+
+    def parts(reason: Reason) -> tuple[int, str | None]:
+        found = parts_of.get(id(reason))
+        if found is None:
+            kind = kinds.of((reason.signal, *_split(reason)))
+            found = parts_of[id(reason)] = (kind, reason.anchor)
+        return found
+
+    reasons = [[part for r in c.reasons for part in parts(r)] for c in candidates]
     return orjson.dumps(
         [
             _SHARED_FORM,
@@ -96,12 +103,16 @@ class _SharedReasons:
 
     def __init__(self, kinds: list[list]):
         self.kinds = kinds
+        self._made: dict[tuple[int, str | None], Reason] = {}  # candidates share reasons
 
     def reasons(self, pending: list[list]) -> list[list[Reason]]:
         return [[self._reason(k, a) for k, a in zip(r[::2], r[1::2], strict=True)] for r in pending]
 
     def _reason(self, kind: int, anchor: str | None) -> Reason:
-        return _joined(self.kinds[kind], anchor)
+        reason = self._made.get((kind, anchor))
+        if reason is None:
+            reason = self._made[(kind, anchor)] = _joined(self.kinds[kind], anchor)
+        return reason
 
 
 def read_shared_ranking(payload: bytes, position_of: dict[str, int]) -> PreparedRanking | None:

@@ -109,29 +109,44 @@ class CandidateSet:
         """Candidate objects of the given rows (in that order) with these scores and a reason
         from every source that found them. With reasons=False they come without (the mixer
         does not need them) until `give_reasons` is called for the ones on the page."""
-        made = [Candidate(int(self.positions[row]), float(scores[row])) for row in rows.tolist()]
+        at = rows.tolist()
+        made = [
+            Candidate(position, score)
+            for position, score in zip(
+                self.positions[rows].tolist(), scores[rows].tolist(), strict=True
+            )
+        ]
         if reasons:
-            for candidate, row in zip(made, rows.tolist(), strict=True):
-                candidate.reasons = self._reasons(row)
+            for candidate, found in zip(made, self._reasons(rows), strict=True):
+                candidate.reasons = found
         else:
-            self._pending.update((id(c), row) for c, row in zip(made, rows.tolist(), strict=True))
+            self._pending.update(zip(map(id, made), at, strict=True))
         return made
 
     def give_reasons(self, candidates: list[Candidate]) -> None:
         """The source reasons of those `candidates` made with reasons=False, before any reason
         added since (an exploration pick's)."""
-        for candidate in candidates:
-            row = self._pending.pop(id(candidate), None)
-            if row is not None:
-                candidate.reasons[:0] = self._reasons(row)
+        waiting = [c for c in candidates if id(c) in self._pending]
+        rows = np.array([self._pending.pop(id(c)) for c in waiting], np.int64)
+        for candidate, found in zip(waiting, self._reasons(rows), strict=True):
+            candidate.reasons[:0] = found
 
-    def _reasons(self, row: int) -> list[Reason]:
-        found = [
-            items.reason(self.source_rows[name][row])
-            for name, items in self.sources.items()
-            if self.source_rows[name][row] >= 0
-        ]
-        return list(dict.fromkeys(found))  # two sources of one model can give the same reason
+    def _reasons(self, rows: np.ndarray) -> list[list[Reason]]:
+        """The reasons of each of `rows`: one per source that found it, in source order, a
+        reason given by two sources (two of one model) once. Read per source for all rows at
+        once: a ranking shares the reasons of dozens of candidates."""
+        found: list[list[Reason]] = [[] for _ in range(len(rows))]
+        for name, items in self.sources.items():
+            at = self.source_rows[name][rows]
+            present = np.flatnonzero(at >= 0)
+            if len(present) == 0:
+                continue
+            anchors = items.anchors[at[present]].tolist()
+            for i, anchor in zip(present.tolist(), anchors, strict=True):
+                reason = items.anchor_reason(anchor)
+                if reason not in found[i]:
+                    found[i].append(reason)
+        return found
 
 
 def _click_share(codes: np.ndarray, clicked: np.ndarray, positions: np.ndarray) -> np.ndarray:

@@ -53,9 +53,9 @@ class ScoredItems:
         return len(self.positions)
 
     def reason(self, row: int) -> Reason:
-        return self._anchor_reason(int(self.anchors[row]))
+        return self.anchor_reason(int(self.anchors[row]))
 
-    def _anchor_reason(self, anchor: int) -> Reason:
+    def anchor_reason(self, anchor: int) -> Reason:
         """The Reason of one anchor (-1: none), made once and shared by its items: a feed shows
         the reasons of a few items, not of every anchor."""
         reason = self._by_anchor.get(anchor)
@@ -69,7 +69,7 @@ class ScoredItems:
         for position, score, anchor in zip(
             self.positions.tolist(), self.scores.tolist(), self.anchors.tolist(), strict=True
         ):
-            add_candidate(source, position, score * scale, self._anchor_reason(anchor))
+            add_candidate(source, position, score * scale, self.anchor_reason(anchor))
 
     def as_source(self, scale: float = 1.0) -> Source:
         source: Source = {}
