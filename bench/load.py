@@ -12,13 +12,15 @@ similar products, 10 % search, 5 % POST /interactions), then each endpoint on it
 (known users only), `home_new` (users without history) and `search_unseen` (a query no training
 embedded: the encoder every time), `skewed`: the mixed load with every connection opened while
 all workers but the first are stopped (SIGSTOP for 0.5 s), so the first holds all of them at
-the start (what BALANCE_WORKERS undoes), and `paced`: the mixed load from --paced-connections that
-each wait a random think time (mean --think-ms) before every request, as shoppers read a page
-between clicks. A closed loop keeps every connection's next request waiting in the server, so
-its latency is the queue (connections / throughput); the paced run tells the latency at a rate
-below the ceiling. After the runs, the service's own counters tell how the load
-was served: home rankings prepared by training or computed, query embeddings trained, recent
-or encoded, search retrievals prepared, recent or searched.
+the start (what BALANCE_WORKERS undoes), `mixed_reads`: the mixed load with similar products
+instead of its POSTs (a click makes the user's next home ranking computed at request time: the
+difference to `mixed` is what clicks cost), and `paced`: the mixed load from
+--paced-connections that each wait a random think time (mean --think-ms) before every request,
+as shoppers read a page between clicks. A closed loop keeps every connection's next request
+waiting in the server, so its latency is the queue (connections / throughput); the paced run
+tells the latency at a rate below the ceiling. After the runs, the service's own counters tell
+how the load was served: home rankings prepared by training or computed, query embeddings
+trained, recent or encoded, search retrievals prepared, recent or searched.
 With --reset-events, the events each run stored (the POSTs) are deleted after it, so every run,
 and a second call with another version of the code say, meets the same known users with the
 same histories as training left them (benchmark data only: it deletes every event stored since
@@ -363,9 +365,9 @@ def run(
                 run_began = asyncio.run(_database_now(db_url)) if reset_events else None
                 durations = _request_seconds(url)
                 meter.start()
-                if mode in ("mixed", "skewed", "paced"):  # the mixed load, its split sampled
+                if mode in ("mixed", "skewed", "paced", "mixed_reads"):  # its split sampled
                     # skewed: every connection on the first worker; paced: shoppers who read
-                    # between clicks.
+                    # between clicks; mixed_reads: no click, so no ranking computed after one.
                     paced = mode == "paced"
                     paused = _others_paused(meter.workers) if mode == "skewed" else nullcontext()
                     sampler.start(seconds)
@@ -373,7 +375,7 @@ def run(
                         results[mode] = _wrk(
                             url,
                             data,
-                            "mixed",
+                            "mixed_reads" if mode == "mixed_reads" else "mixed",
                             seconds,
                             paced_connections if paced else connections,
                             threads,
@@ -428,7 +430,7 @@ def markdown(report: dict) -> str:
             f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} "
             f"| {cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['wrk']:.3f} |"
         )
-    for name in ("mixed", "skewed", "paced"):
+    for name in ("mixed", "mixed_reads", "skewed", "paced"):
         if name in report["runs"]:
             routes = report["runs"][name]["in_app"]
             means = ", ".join(f"{route} {v['mean_ms']:.1f}" for route, v in routes.items())

@@ -3,7 +3,8 @@
 --   wrk ... -- <data file> mixed <think ms>: each connection waits a random think time (exponential,
 --   that mean) before each request, like a shopper reading a page: a paced load, not a closed loop.
 -- mode: mixed (70 % home for known and new users, 15 % similar products, 10 % search,
--- 5 % POST /interactions), or one of home | home_known | home_new | similar | search | search_unseen |
+-- 5 % POST /interactions), mixed_reads (the same with similar products instead of the POSTs), or
+-- one of home | home_known | home_new | similar | search | search_unseen |
 -- post | health.
 -- The data file has sections "#users", "#products" and "#queries" (URL-encoded), one per line.
 
@@ -39,13 +40,14 @@ local function pick(list)
 end
 
 local function kind_of_request()
-  if mode ~= "mixed" then
+  if mode ~= "mixed" and mode ~= "mixed_reads" then
     return mode
   end
   local r = math.random()
   if r < 0.70 then return "home" end
   if r < 0.85 then return "similar" end
   if r < 0.95 then return "search" end
+  if mode == "mixed_reads" then return "similar" end  -- no click: no ranking to compute after it
   return "post"
 end
 
