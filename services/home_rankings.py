@@ -89,11 +89,11 @@ def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
         [
             _SHARED_FORM,
             len(ranking.ranked),
-            [ids[c.position] for c in candidates],
+            ids[[c.position for c in candidates]].tolist(),
             [c.score for c in candidates],
             kinds.values(),
             reasons,
-            [ids[p] for p in seen],
+            ids[seen].tolist(),
         ]
     )
 
