@@ -331,6 +331,7 @@ def in_app_ms(before: dict, after: dict) -> dict[str, dict[str, float]]:
 
 
 RUNS = ("health", "mixed", "home", "similar", "search", "post")
+MIXED_RUNS = ("mixed", "mixed_reads", "skewed", "paced")  # the runs of the mixed load
 
 
 def run(
@@ -365,7 +366,7 @@ def run(
                 run_began = asyncio.run(_database_now(db_url)) if reset_events else None
                 durations = _request_seconds(url)
                 meter.start()
-                if mode in ("mixed", "skewed", "paced", "mixed_reads"):  # its split sampled
+                if mode in MIXED_RUNS:  # the mixed load in one of its forms, its split sampled
                     # skewed: every connection on the first worker; paced: shoppers who read
                     # between clicks; mixed_reads: no click, so no ranking computed after one.
                     paced = mode == "paced"
@@ -430,7 +431,7 @@ def markdown(report: dict) -> str:
             f"{r['p99_ms']:.1f} | {r['non_2xx']} | {r['socket_errors']} "
             f"| {cpu['workers']:.3f} / {cpu['postgres']:.3f} / {cpu['wrk']:.3f} |"
         )
-    for name in ("mixed", "mixed_reads", "skewed", "paced"):
+    for name in MIXED_RUNS:
         if name in report["runs"]:
             routes = report["runs"][name]["in_app"]
             means = ", ".join(f"{route} {v['mean_ms']:.1f}" for route, v in routes.items())

@@ -109,7 +109,6 @@ class CandidateSet:
         """Candidate objects of the given rows (in that order) with these scores and a reason
         from every source that found them. With reasons=False they come without (the mixer
         does not need them) until `give_reasons` is called for the ones on the page."""
-        at = rows.tolist()
         made = [
             Candidate(position, score)
             for position, score in zip(
@@ -120,7 +119,7 @@ class CandidateSet:
             for candidate, found in zip(made, self._reasons(rows), strict=True):
                 candidate.reasons = found
         else:
-            self._pending.update(zip(map(id, made), at, strict=True))
+            self._pending.update(zip(map(id, made), rows.tolist(), strict=True))
         return made
 
     def give_reasons(self, candidates: list[Candidate]) -> None:

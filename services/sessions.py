@@ -111,10 +111,11 @@ def session_knn_scores(
     # Most similar first; among equals the more recent session (larger id) wins. Only the
     # sessions at least as similar as the top-th can be among the top: sorted alone (thousands
     # of sessions share a clicked item at 550k products, a hundred vote).
-    pool = np.arange(len(unique_sessions))
     if len(unique_sessions) > top:
         kth = np.partition(similarity, len(similarity) - top)[len(similarity) - top]
         pool = np.flatnonzero(similarity >= kth)
+    else:
+        pool = np.arange(len(unique_sessions))
     order = pool[np.lexsort((-unique_sessions[pool], -similarity[pool]))][:top]
     chosen = unique_sessions[order]
     chosen_similarity = similarity[order]
