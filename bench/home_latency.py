@@ -33,7 +33,7 @@ from services.artifacts import load_version, write_version
 from services.catalog import Catalog
 from services.feeds import Filters, home_feed
 from services.models import bundle_from_arrays
-from services.ranking import RANKER_FILE, Ranker
+from services.ranking import RANKER_FILE, Ranker, ranker_files
 from services.synonyms import Synonyms
 
 SOURCES = ("content", "cf", "coclick", "sessions", "ease", "profiles")
@@ -74,7 +74,7 @@ def _trained(catalog: Catalog, events, settings, now, folder: Path) -> tuple[dic
         f"{ranking.rows:,} rows, candidate recall {ranking.candidate_recall:.3f}, "
         f"peak RSS {_peak_rss_mb():,.0f} MB"
     )
-    files = {RANKER_FILE: trained_ranker} if ranking.booster else {}
+    files = ranker_files(trained_ranker) if ranking.booster else {}
     write_version(folder, arrays, inputs={"events": len(events)}, files=files)
     return arrays, ranking.booster is not None
 

@@ -62,7 +62,7 @@ from services.feeds import (
     similar_feed,
 )
 from services.models import ModelBundle, load_bundle
-from services.ranking import RANKER_FILE
+from services.ranking import RANKER_FILE, ranker_files
 from services.recommender import hybrid_merge
 from services.text_encoder import embed_query
 from services.variants import variants_of
@@ -260,7 +260,7 @@ def _train_bundle(
         catalog, split.train, settings, split.cutoff, arrays, work / RANKER_FILE
     )
     if ranking.booster is not None:
-        files[RANKER_FILE] = work / RANKER_FILE
+        files |= ranker_files(work / RANKER_FILE)
     folder = write_version(work, arrays, inputs={}, files=files)
     return load_bundle(folder, len(catalog), catalog.position_of), ranking
 

@@ -64,7 +64,13 @@ from services.artifacts import (
 from services.catalog import Catalog
 from services.feeds import SearchSettings, fuse_retrieval, past_query_results
 from services.models import ModelBundle, bundle_from_arrays
-from services.ranking import RANKER_FILE, Ranker
+from services.ranking import (
+    RANKER_FILE,
+    Ranker,
+    compile_ranker,
+    compiled_ranker_file,
+    ranker_files,
+)
 from services.search import pack_fused, search_settings
 from services.synonyms import Synonyms
 from services.text_encoder import (
@@ -406,6 +412,7 @@ def train_ranker_file(
     result = fit_ranker(examples)
     if result.booster is not None:
         result.booster.save_model(str(path))
+        compile_ranker(path)  # once here, not in every worker that loads the version
     return result
 
 
@@ -622,7 +629,10 @@ def validate_version(
         raise ValueError("query embeddings do not match their texts")
     Synonyms.load(folder / SYNONYMS_FILE)
     if (folder / RANKER_FILE).exists():
-        Ranker(folder / RANKER_FILE)  # loads, and has the features serving computes
+        ranker = Ranker(folder / RANKER_FILE)  # loads, and has the features serving computes
+        compiled = compiled_ranker_file(folder / RANKER_FILE)
+        if compiled is not None and compiled.exists() and ranker.compiled is None:
+            raise ValueError("the compiled ranker does not give the model's scores")
     encoder = open_query_encoder(folder)
     if encoder is None:
         raise ValueError("the version has no query encoder")
@@ -831,7 +841,7 @@ async def train(
         counts["ranker_users"] = ranking.users
         counts["ranker_rows"] = ranking.rows
         if ranking.booster is not None:
-            new_files[RANKER_FILE] = ranker_path
+            new_files |= ranker_files(ranker_path)
             started = time.perf_counter()
             arrays["ranker_trending"] = ranker_trending(
                 trained_on, clicks, now, settings.trending_decay_rate

@@ -3,6 +3,7 @@ LightGBM LambdaRank model to order them. Training (ml/train_ranker.py) calls the
 on a past cut-off, so serving and training compute features the same way.
 """
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +11,18 @@ from pathlib import Path
 import lightgbm
 import numpy as np
 
+try:  # the ranker's trees compiled to machine code; LightGBM scores without it
+    import lleaves
+    import llvmlite.binding as llvm
+except ImportError:  # pragma: no cover - a platform without llvmlite wheels
+    lleaves = None
+
 from services.arrays import distinct
 from services.catalog import Catalog
 from services.recommender import Candidate, Reason
 from services.sources import ScoredItems, members
 
+logger = logging.getLogger(__name__)
 RANKER_FILE = "ranker.txt"  # LightGBM's own text format: no pickle
 SOURCES = (
     "session",
@@ -273,7 +281,12 @@ def sub_category_click_share(catalog: Catalog, log_clicks: np.ndarray) -> np.nda
 
 
 class Ranker:
-    """A trained LambdaRank booster, read from its text file."""
+    """A trained LambdaRank booster, read from its text file, and scored by the same trees
+    compiled to machine code (lleaves): ~5x less CPU than LightGBM's own tree walk on the
+    ranker's real feature rows, a third of a ranking computed at request time. Training compiles
+    it once (`compile_ranker`, a file beside the model per machine type); without that file it
+    is compiled here (a second or two). LightGBM scores when the compiled trees cannot be had
+    or disagree with it."""
 
     def __init__(self, path: Path):
         self.booster = lightgbm.Booster(model_file=str(path))
@@ -282,9 +295,80 @@ class Ranker:
                 f"{path}: ranker trained on other features ({self.booster.num_feature()}, "
                 f"serving computes {len(FEATURES)})"
             )
+        self.compiled = _compiled(path, self.booster)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """The ranker's score of each feature row (higher: shown first)."""
         if len(features) == 0:
             return np.zeros(0)
+        if self.compiled is not None:
+            return self.compiled.predict(features, n_jobs=1)
         return self.booster.predict(features, num_threads=1)
+
+
+def compiled_ranker_file(path: Path) -> Path | None:
+    """Where `compile_ranker` keeps the model at `path` compiled for this kind of machine (its
+    target triple: x86_64-unknown-linux-gnu, say); None without lleaves."""
+    if lleaves is None:
+        return None
+    return path.with_name(f"{path.stem}.{llvm.get_process_triple()}.o")
+
+
+def ranker_files(path: Path) -> dict[str, Path]:
+    """The files of the ranker at `path` a version holds: the model and, when it was compiled
+    (`compile_ranker`), its machine code."""
+    compiled = compiled_ranker_file(path)
+    return {p.name: p for p in (path, compiled) if p is not None and p.exists()}
+
+
+def compile_ranker(path: Path) -> Path | None:
+    """Compile the model at `path` for any CPU of this kind of machine, into the file workers
+    load instead of compiling it themselves; that file, or None without lleaves."""
+    target = compiled_ranker_file(path)
+    if target is None:
+        return None
+    target.unlink(missing_ok=True)
+    model = lleaves.Model(model_file=str(path))
+    model.compile(cache=str(target), **_ANY_CPU)
+    return target
+
+
+# The generic CPU of the machine type: a file compiled on one machine runs on another of its
+# kind. Measured no slower than compiling for the host's own CPU.
+_ANY_CPU = {"target_cpu": "generic", "target_cpu_features": ""}
+# Agreement wanted between the compiled trees and LightGBM: they add the leaves in another
+# order (differences ~1e-15 measured), a wrong or stale file differs by far more.
+_AGREEMENT = 1e-9
+
+
+def _compiled(path: Path, booster: lightgbm.Booster):
+    """The model compiled (from `compile_ranker`'s file when there is one), if its scores agree
+    with LightGBM's on probe rows; else None (LightGBM scores)."""
+    if lleaves is None:
+        return None
+    cached = compiled_ranker_file(path)
+    try:
+        model = lleaves.Model(model_file=str(path))
+        model.compile(cache=str(cached) if cached.exists() else None, **_ANY_CPU)
+        rows = _probe_rows(booster.num_feature())
+        gap = np.abs(model.predict(rows, n_jobs=1) - booster.predict(rows, num_threads=1)).max()
+    except Exception:
+        logger.exception("%s: compiled ranker not used, LightGBM scores", path)
+        return None
+    if not gap <= _AGREEMENT:
+        logger.error("%s: compiled ranker differs from LightGBM by %s: not used", path, gap)
+        return None
+    return model
+
+
+def _probe_rows(features: int) -> np.ndarray:
+    """Rows that take the trees down many paths: values over several orders of magnitude, with
+    the special values the features hold (missing, 0, -1, NO_RANK)."""
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((512, features)) * 10 ** rng.uniform(-3, 3, (512, features))
+    special = rng.random((512, features))
+    rows[special < 0.1] = np.nan
+    rows[(special >= 0.1) & (special < 0.2)] = 0.0
+    rows[(special >= 0.2) & (special < 0.25)] = -1.0
+    rows[(special >= 0.25) & (special < 0.3)] = NO_RANK
+    return rows

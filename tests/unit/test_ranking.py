@@ -6,27 +6,85 @@ import sys
 import numpy as np
 
 from ml.train_ranker import RankerExamples, fit_ranker
-from services.ranking import FEATURES, Ranker, feature_rows
+from services.ranking import (
+    FEATURES,
+    NO_RANK,
+    Ranker,
+    compile_ranker,
+    compiled_ranker_file,
+    feature_rows,
+    ranker_files,
+)
 
 
-def test_ranker_learns_a_planted_feature_and_round_trips(tmp_path):
-    rng = np.random.default_rng(3)
+def _planted_ranker(seed: int, column: str = "coclick_score"):
+    """A ranker trained on users whose click is the candidate with the top `column`."""
+    rng = np.random.default_rng(seed)
     examples = RankerExamples(users=120)
-    column = FEATURES.index("coclick_score")
+    at = FEATURES.index(column)
     for _ in range(120):
         features = rng.random((40, len(FEATURES)))
         label = np.zeros(40, np.float32)
-        label[int(np.argmax(features[:, column]))] = 1  # the clicked one: the top co-click score
+        label[int(np.argmax(features[:, at]))] = 1
         examples.features.append(features)
         examples.labels.append(label)
-    result = fit_ranker(examples)
+    return fit_ranker(examples)
+
+
+def test_ranker_learns_a_planted_feature_and_round_trips(tmp_path):
+    result = _planted_ranker(3)
     assert result.booster is not None and result.users == 120
     path = tmp_path / "ranker.txt"
     result.booster.save_model(str(path))
     ranker = Ranker(path)
-    features = rng.random((40, len(FEATURES)))
-    predicted = ranker.booster.predict(features)
-    assert int(np.argmax(predicted)) == int(np.argmax(features[:, column]))
+    rng = np.random.default_rng(4)
+    column = FEATURES.index("coclick_score")
+    found = 0
+    for _ in range(20):  # new users: the one with the top co-click score comes first (15 seen)
+        features = rng.random((40, len(FEATURES)))
+        found += int(np.argmax(ranker.score(features))) == int(np.argmax(features[:, column]))
+    assert found >= 12  # by chance: 0.5
+
+
+def _rows_with_special_values(rows: int) -> np.ndarray:
+    rng = np.random.default_rng(9)
+    features = rng.random((rows, len(FEATURES)))
+    kind = rng.random(features.shape)
+    features[kind < 0.1] = np.nan
+    features[(kind >= 0.1) & (kind < 0.2)] = NO_RANK
+    return features
+
+
+def test_compiled_ranker_scores_as_lightgbm_does(tmp_path):
+    path = tmp_path / "ranker.txt"
+    _planted_ranker(5).booster.save_model(str(path))
+    compiled = compile_ranker(path)
+    assert compiled is not None and compiled == compiled_ranker_file(path)
+    assert set(ranker_files(path)) == {"ranker.txt", compiled.name}
+    for ranker in (Ranker(path), _without_file(path)):  # the file training wrote, or compiled here
+        assert ranker.compiled is not None
+        features = _rows_with_special_values(500)
+        expected = ranker.booster.predict(features, num_threads=1)
+        np.testing.assert_allclose(ranker.score(features), expected, rtol=0, atol=1e-12)
+
+
+def _without_file(path):
+    compiled_ranker_file(path).unlink()
+    return Ranker(path)
+
+
+def test_a_compiled_file_of_another_model_is_not_used(tmp_path):
+    # A stale or foreign file beside the model: LightGBM scores, not the wrong trees.
+    other = tmp_path / "other" / "ranker.txt"
+    other.parent.mkdir()
+    _planted_ranker(6, "cf_score").booster.save_model(str(other))
+    path = tmp_path / "ranker.txt"
+    _planted_ranker(7).booster.save_model(str(path))
+    compile_ranker(other).rename(compiled_ranker_file(path))
+    ranker = Ranker(path)
+    assert ranker.compiled is None
+    features = _rows_with_special_values(50)
+    np.testing.assert_array_equal(ranker.score(features), ranker.booster.predict(features))
 
 
 def test_too_few_users_means_no_ranker():
