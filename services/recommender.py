@@ -129,18 +129,19 @@ def mix(
 
     Returns all of `ranked` (and the diverse picks used), the first n mixed, then the rest.
     """
-    per_sub: Counter[str] = Counter()
+    per_sub: dict = {}
     head: list[Candidate] = []
     held_back: list[Candidate] = []
-    for candidate in ranked:
+    for at, candidate in enumerate(ranked):
         if len(head) >= n:
-            held_back.append(candidate)
-            continue
+            held_back += ranked[at:]  # the head is full: the rest keep their order
+            break
         key = sub_category[candidate.position]
-        if per_sub[key] >= max_per_sub_category:
+        count = per_sub.get(key, 0)
+        if count >= max_per_sub_category:
             held_back.append(candidate)
             continue
-        per_sub[key] += 1
+        per_sub[key] = count + 1
         head.append(candidate)
     slots = int(round(diverse_share * n))
     in_head = {c.position for c in head}
