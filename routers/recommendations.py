@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from database.pool import DatabaseUnavailable
@@ -40,6 +40,7 @@ from services.feeds import (
 )
 from services.history import ComputedRanking, ReadHistory
 from services.home_rankings import read_shared_ranking
+from services.lru import LRU
 from services.text_encoder import embed_query, warm_up
 from services.variants import assign_variant
 
@@ -205,9 +206,37 @@ async def home(request: Request):
         request.app.state.ranking_store.keep(
             ComputedRanking(query.user_id, version, found.stamp, oldest, feed.to_share)
         )
+    if feed.same_for_everyone:
+        return _new_user_page(request, feed, query, variant.name, degraded)
     return FastJSONResponse(
         _page(request, feed, query) | {"variant": variant.name, "degraded": degraded}
     )
+
+
+# The encoded home pages of users without history, per page, variant and ranking (a few dozen
+# in use): the same bytes for every new visitor, a third of a shop's home requests or more.
+NEW_USER_PAGES = 256
+_new_user_pages = LRU(NEW_USER_PAGES)  # key -> (the feed's items, body)
+
+
+def _new_user_page(
+    request: Request, feed: Feed, query: HomeQuery, variant: str, degraded: bool
+) -> Response:
+    bundle = request.app.state.models.bundle
+    key = (
+        id(feed.items),
+        bundle.version if bundle else None,
+        query.offset,
+        query.limit,
+        variant,
+        degraded,
+    )
+    cached = _new_user_pages.get(key)
+    if cached is None or cached[0] is not feed.items:  # an id reused by another list
+        body = _page(request, feed, query) | {"variant": variant, "degraded": degraded}
+        cached = (feed.items, FastJSONResponse(body).body)
+        _new_user_pages.put(key, cached)
+    return Response(cached[1], media_type="application/json")
 
 
 @router.get(

@@ -93,6 +93,9 @@ class Feed:
     # A home ranking computed for the request that other requests for the same history can
     # read (`shared_ranking`): the caller stores it.
     to_share: bytes | None = field(default=None, kw_only=True)
+    # The items are the feed of everyone without history (the same list object for as long as
+    # the inputs hold): a page of it is the same for every such user.
+    same_for_everyone: bool = field(default=False, kw_only=True)
 
 
 @dataclass
@@ -528,7 +531,8 @@ def home_feed(
             sources = new_user_sources(catalog, trending, n + len(exclude), keep)
             ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
             return Feed(ranked, strategy, NEW_USER_WEIGHTS)
-        return Feed(_new_user_ranking(catalog, trending, n, filters), strategy, NEW_USER_WEIGHTS)
+        ranked = _new_user_ranking(catalog, trending, n, filters)
+        return Feed(ranked, strategy, NEW_USER_WEIGHTS, same_for_everyone=True)
 
     history = category_history(catalog, bundle, user_id, seen)
     diverse = diverse_candidates(

@@ -203,6 +203,8 @@ async def test_trending_survives_restart_and_leads_new_user_feed(client, app, co
     from main import refresh_trending
 
     hot = (await _ids(conn, "Televisions"))[0]
+    before = (await client.get("/recommendations/home", params={"user_id": "first_visitor"})).json()
+    assert before["items"][0]["id"] != hot
     await _post(
         client,
         [
@@ -215,9 +217,26 @@ async def test_trending_survives_restart_and_leads_new_user_feed(client, app, co
     await refresh_trending(app)  # what the watcher does; a restarted app does it at start-up
     ready = (await client.get("/ready")).json()
     assert ready["models"]["trending"] is not None
+    # Not the page encoded for new users before the update.
     body = (await client.get("/recommendations/home", params={"user_id": "newcomer"})).json()
     assert body["items"][0]["id"] == hot
     assert body["items"][0]["reasons"][0]["text"] == "trending now"
+
+
+async def test_every_new_user_gets_the_same_page_and_each_page_its_own(client):
+    def home(**params):
+        return client.get("/recommendations/home", params=params)
+
+    first = await home(user_id="visitor_1")
+    second = await home(user_id="visitor_2")
+    assert first.status_code == second.status_code == 200
+    assert first.headers["content-type"] == "application/json"
+    assert first.json()["strategy"] == "new_user" and first.content == second.content
+    page_two = (await home(user_id="visitor_3", limit=5, offset=5)).json()
+    assert (page_two["limit"], page_two["offset"]) == (5, 5)
+    assert [i["id"] for i in page_two["items"]] == [i["id"] for i in first.json()["items"][5:10]]
+    filtered = (await home(user_id="visitor_4", category="sports & fitness")).json()
+    assert {i["main_category"] for i in filtered["items"]} == {"sports & fitness"}
 
 
 async def test_single_model_training_carries_the_others_over(app, conn, settings):
