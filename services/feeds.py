@@ -904,16 +904,23 @@ def search_feed(
             boosted = value > 0
             scores = np.where(boosted, scores * (1.0 + settings.personal_boost * value), scores)
         order = np.lexsort((positions, -scores))[:n]  # best first, ties by position
+        personal: dict[str, Reason] = {}  # one per sub-category the page boosts
         items = []
-        for i in order.tolist():
-            reasons = fused.reasons(rows[i], query)
-            candidate = Candidate(int(positions[i]), float(scores[i]), reasons)
-            if boosted[i]:
-                sub_category = catalog.sub_category[candidate.position]
-                candidate.reasons.append(
-                    Reason("personal", sub_category, f"you often look at {sub_category}")
-                )
-            items.append(candidate)
+        for position, score, reasons, boost in zip(
+            positions[order].tolist(),
+            scores[order].tolist(),
+            fused.page_reasons(rows[order], query),
+            boosted[order].tolist(),
+            strict=True,
+        ):
+            if boost:
+                sub_category = catalog.sub_category[position]
+                reason = personal.get(sub_category)
+                if reason is None:
+                    text = f"you often look at {sub_category}"
+                    reason = personal[sub_category] = Reason("personal", sub_category, text)
+                reasons.append(reason)
+            items.append(Candidate(position, score, reasons))
         return SearchFeed(items, "search", weights, expanded)
 
     associations: Source = {}

@@ -3,7 +3,7 @@ the product embeddings, and reciprocal rank fusion of the two. `bundle` is the s
 ModelBundle (services/models.py, which imports this module for the fused results it reads)."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -188,19 +188,35 @@ class Fused:
     matched: np.ndarray  # index into `phrases` of what a lexical hit matched, -1: none
     phrases: list[str]  # "wireless, earbuds": the phrases a lexical hit matched, joined
     semantic: np.ndarray  # found by the semantic path too
+    # The lexical Reason of each phrase, made once: the same query's pages share them.
+    _matches: dict[int, Reason] = field(default_factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def reasons(self, row: int, query: str) -> list[Reason]:
         """Why the row's product is there: the lexical match, then the semantic one."""
-        reasons = []
-        if self.matched[row] >= 0:
-            words = self.phrases[self.matched[row]]
-            reasons.append(Reason("search", words, f"matches {words}"))
-        if self.semantic[row]:
-            reasons.append(Reason("semantic", query, f"semantically similar to '{query}'"))
-        return reasons
+        return self.page_reasons(np.array([row]), query)[0]
+
+    def page_reasons(self, rows: np.ndarray, query: str) -> list[list[Reason]]:
+        """`reasons` of each of `rows` (a page's), read for all of them at once."""
+        similar = Reason("semantic", query, f"semantically similar to '{query}'")
+        found = []
+        for matched, semantic in zip(
+            self.matched[rows].tolist(), self.semantic[rows].tolist(), strict=True
+        ):
+            reasons = [self._match(matched)] if matched >= 0 else []
+            if semantic:
+                reasons.append(similar)
+            found.append(reasons)
+        return found
+
+    def _match(self, phrase: int) -> Reason:
+        reason = self._matches.get(phrase)
+        if reason is None:
+            words = self.phrases[phrase]
+            reason = self._matches[phrase] = Reason("search", words, f"matches {words}")
+        return reason
 
 
 def reciprocal_rank_fusion(retrieved: Retrieved, k: int, semantic_weight: float = 1.0) -> Fused:
