@@ -1,6 +1,7 @@
 """Training ranks the active users' home feeds; a request whose events are the ones training saw
 serves that ranking, and it must be exactly what the request would have computed."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from ml.train_search_fusion import WEIGHTS
 from services import metrics
 from services.feeds import Filters, home_feed
 from services.models import load_bundle
+from services.ranking import RANKER_FILE, compiled_ranker_file
 from tests.conftest import store_simulated_log
 
 pytestmark = pytest.mark.usefixtures("seeded_artifacts")
@@ -28,6 +30,10 @@ async def test_prepared_home_rankings_equal_computed_ones(
     catalog = await load_catalog(conn)
     bundle = load_bundle(result.folder, len(catalog), catalog.position_of)
     assert bundle.ranker is not None and bundle.ranker_trending is not None
+    # Training compiled the ranker for this machine type; the version holds it (checksummed).
+    compiled = compiled_ranker_file(result.folder / RANKER_FILE)
+    assert compiled.name in json.loads((result.folder / "manifest.json").read_text())["files"]
+    assert bundle.ranker.compiled is not None
     assert bundle.semantic_weight in WEIGHTS  # learned from the log's searches
     prepared_users = bundle.arrays["home_user_ids"].tolist()
     assert len(prepared_users) == events["user_id"].nunique()
