@@ -6,7 +6,8 @@
 1. raw catalog from the generator (575k raw rows -> ~550k products after cleaning), 2. cleaning,
 3. import, 4. 5M events of 100k users from the behaviour simulator, 5. training (embeddings are
 reused by text digest when a version of the same catalog exists: the first run encodes 550k
-products, about an hour on 2 cores). Without DATABASE_URL an embedded PostgreSQL keeps its data
+products, about an hour on 2 cores), 6. VACUUM (ANALYZE) (bench/vacuum.py: a freshly filled
+database stalls its first load runs). Without DATABASE_URL an embedded PostgreSQL keeps its data
 in <dir>/pgdata; artifacts go to <dir>/artifacts.
 """
 
@@ -56,6 +57,7 @@ def prepare(folder: Path, products: int, users: int, events: int) -> dict[str, s
         folder / ".simulated",
     )
     _step("train", ["ml.train", "--no-progress"], env, folder / ".trained")
+    _step("vacuum", ["bench.vacuum"], env, folder / ".vacuumed")
     return env
 
 
