@@ -328,9 +328,16 @@ def compile_ranker(path: Path) -> Path | None:
     if target is None:
         return None
     target.unlink(missing_ok=True)
-    model = lleaves.Model(model_file=str(path))
-    model.compile(cache=str(target), **_ANY_CPU)
+    _lleaves_model(path, target)
     return target
+
+
+def _lleaves_model(path: Path, cache: Path | None):
+    """The model at `path` compiled for any CPU of this kind of machine: read from `cache` when
+    that file exists, else compiled (and written there, given a path)."""
+    model = lleaves.Model(model_file=str(path))
+    model.compile(cache=None if cache is None else str(cache), **_ANY_CPU)
+    return model
 
 
 # The generic CPU of the machine type: a file compiled on one machine runs on another of its
@@ -348,8 +355,7 @@ def _compiled(path: Path, booster: lightgbm.Booster):
         return None
     cached = compiled_ranker_file(path)
     try:
-        model = lleaves.Model(model_file=str(path))
-        model.compile(cache=str(cached) if cached.exists() else None, **_ANY_CPU)
+        model = _lleaves_model(path, cached if cached.exists() else None)
         rows = _probe_rows(booster.num_feature())
         gap = np.abs(model.predict(rows, n_jobs=1) - booster.predict(rows, num_threads=1)).max()
     except Exception:

@@ -194,12 +194,9 @@ class Fused:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def reasons(self, row: int, query: str) -> list[Reason]:
-        """Why the row's product is there: the lexical match, then the semantic one."""
-        return self.page_reasons(np.array([row]), query)[0]
-
     def page_reasons(self, rows: np.ndarray, query: str) -> list[list[Reason]]:
-        """`reasons` of each of `rows` (a page's), read for all of them at once."""
+        """Why each of `rows` (a page's) is there: the lexical match, then the semantic one;
+        read for all of them at once."""
         similar = Reason("semantic", query, f"semantically similar to '{query}'")
         found = []
         for matched, semantic in zip(

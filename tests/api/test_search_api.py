@@ -202,9 +202,9 @@ async def test_training_embeds_popular_queries_for_serving(client, app, conn, se
         np.testing.assert_array_equal(prepared.positions, computed.positions)
         np.testing.assert_array_equal(prepared.scores, computed.scores)
         np.testing.assert_array_equal(prepared.semantic, computed.semantic)
-        assert [prepared.reasons(r, query) for r in range(len(prepared))] == [
-            computed.reasons(r, query) for r in range(len(computed))
-        ]
+        assert prepared.page_reasons(np.arange(len(prepared)), query) == computed.page_reasons(
+            np.arange(len(computed)), query
+        )
     # Other settings than training's: not used.
     other = search_settings(search) | {"candidates": settings.search_candidates + 1}
     assert bundle.prepared_search("kettle", other) is None
