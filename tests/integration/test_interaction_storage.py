@@ -265,3 +265,48 @@ async def test_a_stored_home_ranking_answers_reads_of_the_same_history_only(conn
     assert stored == 1  # the user without a table has none
     # A new version served: the rankings of the others go.
     assert await forget_home_rankings(conn=conn, keep_version="v2") == 1
+
+
+async def test_up_to_in_flight_group_statements_run_at_once(database_url):
+    """A group waiting on the database (a commit's flush) does not hold back the next one,
+    up to `in_flight` statements; beyond that, items wait and go in the next group."""
+    from database.pool import create_pool
+    from services.grouped import StatementGroups
+
+    class HeldGroups(StatementGroups[int, int]):
+        def __init__(self, pool, in_flight: int):
+            super().__init__(pool, max_group_size=8, in_flight=in_flight)
+            self.release = asyncio.Event()
+            self.running = self.most = 0
+
+        async def run_group(self, conn, items):
+            self.running += 1
+            self.most = max(self.most, self.running)
+            await conn.fetchval("SELECT 1")
+            await self.release.wait()  # as a commit waits for its flush
+            self.running -= 1
+            return [item * 10 for item in items]
+
+    async def until_running(groups: HeldGroups, count: int) -> None:
+        for _ in range(500):
+            if groups.running >= count:
+                return
+            await asyncio.sleep(0.01)
+
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    try:
+        for in_flight in (1, 3):
+            groups = HeldGroups(pool, in_flight)
+            submitted = []
+            for item in range(5):  # each arrives while the earlier ones are in flight
+                submitted.append(asyncio.ensure_future(groups.submit(item)))
+                await until_running(groups, min(item + 1, in_flight))
+            assert groups.running == in_flight
+            groups.release.set()
+            assert await asyncio.gather(*submitted) == [0, 10, 20, 30, 40]
+            assert groups.most == in_flight
+            # One statement per item while there was room; the rest waited, grouped.
+            assert groups.statements == in_flight + 1
+            await groups.drained()
+    finally:
+        await pool.close()
