@@ -2,10 +2,8 @@
 single events (`EventWriter`) and the grouped history reads (`HistoryReader`).
 
 No fixed wait: the first request's statement runs at once, and whatever arrives while it is in
-flight goes into the next one, so a group grows with the load and costs nothing when idle. Up to
-`in_flight` statements run at once (each on its own connection): more than one where a statement
-mostly waits for something other than the worker, as a commit waits for the disk. A request
-never joins a statement already sent: it sees everything committed before it arrived.
+flight goes into the next one, so a group grows with the load and costs nothing when idle. A
+request never joins a statement already sent: it sees everything committed before it arrived.
 """
 
 import asyncio
@@ -26,14 +24,11 @@ class StatementGroups(Generic[Item, Result]):
     """One worker's queue of requests' items, run in groups of at most `max_group_size` (in
     `size` units) by `run_group`, one statement per group."""
 
-    def __init__(self, pool: asyncpg.Pool, max_group_size: int, in_flight: int = 1):
+    def __init__(self, pool: asyncpg.Pool, max_group_size: int):
         self.pool = pool
         self.max_group_size = max_group_size
-        # Statements sent and not yet answered, at most: more than one when what a statement
-        # waits for is not the CPU (a commit waits for the disk's flush).
-        self.in_flight = in_flight
         self._pending: deque[tuple[Item, asyncio.Future]] = deque()
-        self._drainers: set[asyncio.Task] = set()
+        self._drainer: asyncio.Task | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.statements = 0  # group statements run (for tests and benchmarks)
 
@@ -56,7 +51,7 @@ class StatementGroups(Generic[Item, Result]):
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((item, future))
-        if self._running() < self.in_flight:
+        if self._drainer is None or self._drainer.done():
             if wait <= 0:
                 self._start_draining()
             elif self._timer is None:
@@ -67,20 +62,14 @@ class StatementGroups(Generic[Item, Result]):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pending and self._running() < self.in_flight:
-            drainer = asyncio.create_task(self._drain())
-            self._drainers.add(drainer)
-            drainer.add_done_callback(self._drainers.discard)
-
-    def _running(self) -> int:
-        # A drainer that has just ended may not have been discarded yet.
-        return sum(not drainer.done() for drainer in self._drainers)
+        if self._pending and (self._drainer is None or self._drainer.done()):
+            self._drainer = asyncio.create_task(self._drain())
 
     async def drained(self) -> None:
         """Return once every item queued so far has been run (for tests)."""
         self._start_draining()
-        while running := [drainer for drainer in self._drainers if not drainer.done()]:
-            await asyncio.wait(running)
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
 
     def _next_group(self) -> list[tuple[Item, asyncio.Future]]:
         group, size = [], 0

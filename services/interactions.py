@@ -1,9 +1,9 @@
 """Event ingestion: check events against the catalog, then store them all or none.
 
 Single events from concurrent requests are committed together (group commit): each worker's
-`EventWriter` gathers the events that arrive while its writes are in flight (up to
-EVENT_STATEMENTS_IN_FLIGHT at once) and stores them in the next statement (services/grouped.py).
-A request is answered only after the statement holding its events committed.
+`EventWriter` gathers the events that arrive while a write is in flight and stores them in the
+next statement (services/grouped.py). A request is answered only after the statement holding its
+events committed.
 """
 
 import dataclasses
@@ -24,11 +24,6 @@ from services.grouped import StatementGroups
 # At most this many events in one group statement: a longer statement would hold back the
 # requests whose events it carries.
 MAX_GROUP_EVENTS = 500
-# Group statements of one worker committing at once. A commit waits for the disk to flush the
-# write-ahead log, not for the CPU: with one statement at a time, an event arriving meanwhile
-# waited for that flush and then for its own. Four: single-event POSTs alone, 16 connections,
-# demo data, 2,050 -> 2,720 (2) -> 2,500-3,220 events/s (4 and more the same within noise).
-EVENT_STATEMENTS_IN_FLIGHT = 4
 
 
 class UnknownProductsError(Exception):
@@ -61,13 +56,8 @@ class EventWriter(StatementGroups[list[EventRow], list[EventRow]]):
     """Stores events for one worker, committing concurrent requests' events in one statement
     (services/grouped.py)."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        max_group_events: int = MAX_GROUP_EVENTS,
-        in_flight: int = EVENT_STATEMENTS_IN_FLIGHT,
-    ):
-        super().__init__(pool, max_group_events, in_flight)
+    def __init__(self, pool: asyncpg.Pool, max_group_events: int = MAX_GROUP_EVENTS):
+        super().__init__(pool, max_group_events)
 
     def size(self, rows: list[EventRow]) -> int:
         return len(rows)
