@@ -30,10 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import ftfy
+import numpy as np
+import pyarrow as pa
 from tqdm import tqdm
 
 from database.csv_importer import companion_paths
 from database.products import PRODUCT_COLUMNS, RAW_COLUMNS
+from services.catalog import implausible_discounts, product_groups
 
 PROCESSED_COLUMNS = PRODUCT_COLUMNS
 # Without a name and a link (the product's id comes from it) there is no product; every other
@@ -56,6 +59,10 @@ _KEEP_SPLIT = re.compile(f"([{KEEP_UNDER_NFKC}])")
 # The same picture under two URLs: .../images/W/IMAGERENDERING_521856-T1/images/I/x.jpg
 IMAGE_RENDERING_PATH = re.compile(r"/images/W/[^/]+/images/")
 NAME_WORDS = re.compile(r"\w+")
+# "Â" right after a letter or digit and before a space, a letter or a digit: in this English
+# catalog always the lead byte of a mis-decoded non-breaking space.
+STRAY_NBSP_LEAD = re.compile(r"(?<=[A-Za-z0-9])Â(?=[\s\u200b\xadA-Za-z0-9])")
+INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\xad]")
 
 
 def _nfkc(text: str) -> str:
@@ -85,6 +92,13 @@ def repair_text(value: str | None, repairs: Counter | None = None) -> str:
         if fixed != text:
             found.append("mojibake")
             text = fixed
+    if "Â" in text and STRAY_NBSP_LEAD.search(text):
+        # A non-breaking space decoded as Latin-1 ("Â\xa0") whose second byte was lost or
+        # turned into a plain space before ftfy saw it: "RTX 3050ÂTi" is "RTX 3050 Ti".
+        found.append("mojibake")
+        text = STRAY_NBSP_LEAD.sub(" ", text)
+    if INVISIBLE.search(text):  # zero-width spaces and soft hyphens: nothing a name shows
+        text = INVISIBLE.sub(lambda m: "" if m.group() == "\xad" else " ", text)
     if CONTROL_CHARACTERS.search(text):
         found.append("control_character")
         text = CONTROL_CHARACTERS.sub(" ", text)
@@ -385,6 +399,9 @@ class CleaningSummary:
             f"listings merged (same ASIN): {self.duplicates_merged}, "
             f"near-duplicates merged into aliases: {self.near_duplicates_merged}, "
             f"products in several categories: {overall.get('products_in_several_categories', 0)}",
+            f"listings of one product (shown once): {overall.get('same_product_groups', 0)} groups"
+            f" of {overall.get('products_in_same_product_groups', 0)} products; implausible "
+            f"discounts (kept out of best value): {overall.get('implausible_discounts', 0)}",
             f"parsed: {rates or 'nothing to parse'}; text repairs: {repairs or 'none'}",
         ]
         lines += [f"warning: {w}" for w in self.report.get("warnings", [])]
@@ -439,11 +456,37 @@ def clean_catalog(inputs: Iterable[Path], output: Path, progress: bool = False) 
             "duplicates_merged": summary.duplicates_merged,
             "near_duplicates_merged": summary.near_duplicates_merged,
             "products_in_several_categories": sum(len(c) > 1 for c in categories.values()),
-        },
+        }
+        | _listing_quality(products),
         "warnings": warnings,
     }
     _write_outputs(output, products, categories, aliases, summary.report)
     return summary
+
+
+def _listing_quality(products: dict[str, dict]) -> dict[str, int]:
+    """What serving will treat specially: listings of one product (colours, sizes: shown once
+    in every list) and discounts too steep to believe (kept out of best value)."""
+    rows = list(products.values())
+    if not rows:
+        return {"same_product_groups": 0, "products_in_same_product_groups": 0}
+
+    def prices(column: str) -> np.ndarray:
+        return np.array([np.nan if r[column] is None else float(r[column]) for r in rows])
+
+    selling, listed = prices("discount_price"), prices("actual_price")
+    groups = product_groups(
+        pa.array([r["name"] for r in rows]), np.where(np.isnan(selling), listed, selling)
+    )
+    _, sizes = np.unique(groups, return_counts=True)
+    doubted = implausible_discounts(
+        selling, listed, np.array([r["sub_category"] for r in rows], object)
+    )
+    return {
+        "same_product_groups": int((sizes > 1).sum()),
+        "products_in_same_product_groups": int(sizes[sizes > 1].sum()),
+        "implausible_discounts": int(doubted.sum()),
+    }
 
 
 def _merge_near_duplicates(products: dict[str, dict], categories: dict[str, set]) -> dict:

@@ -1,14 +1,18 @@
 """The catalog held in memory for serving: product fields by position, category indexes."""
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from rapidfuzz import process
 
 from services.popularity import popularity_prior
+from services.query_words import stems
 
 TOP_PER_CATEGORY = 200
 PRODUCT_CACHE_SIZE = 20_000  # product dicts kept per catalog (about 1 KB each)
@@ -112,6 +116,11 @@ class Catalog:
     sub_category_code_of: dict[str, int] = field(init=False)
     brand_code: np.ndarray = field(init=False)
     top_by_category: dict[str, np.ndarray] = field(init=False)
+    # Listings of one product (colours, sizes, the same item under several ids) share a group:
+    # lists show each group once.
+    product_group: np.ndarray = field(init=False)
+    # Casefolded main or sub-category name -> the catalog's names it stands for.
+    category_names_of: dict[str, tuple[str, ...]] = field(init=False)
     _products: ProductFields = field(init=False, repr=False)  # the response's product fields
     _product_cache: dict[int, dict] = field(init=False, repr=False)
     _listed_sets: dict[str, frozenset[int]] = field(init=False, repr=False)
@@ -152,6 +161,10 @@ class Catalog:
         )
         self.main_category_code_of = {n: c for c, n in enumerate(self.main_category_names)}
         self.sub_category_code_of = {n: c for c, n in enumerate(self.sub_category_names)}
+        names_of = defaultdict(set)
+        for name in [*self.main_category_names, *self.sub_category_names, *listed]:
+            names_of[name.casefold()].add(name)
+        self.category_names_of = {k: tuple(sorted(v)) for k, v in names_of.items()}
         # The price a shopper pays: the discount price when there is one.
         self.price = self.frame["discount_price"].fillna(self.frame["actual_price"]).to_numpy()
         # Item features of the home ranker.
@@ -167,6 +180,7 @@ class Catalog:
         shelf = np.where(self.sub_category_code >= 0, self.sub_category_code, np.nan)
         median = pd.Series(log_price).groupby(shelf).transform("median")
         self.price_tier = log_price - median.to_numpy()
+        self.product_group = product_groups(table["name"], self.price)
         # The first word of the name: the brand on most listings ("boAt Airdopes 141 ...").
         first_word = pc.struct_field(pc.extract_regex(table["name"], r"^\s*(?P<word>\S*)"), [0])
         self.brand_code, _, self.brand = _codes(pc.fill_null(pc.utf8_lower(first_word), ""))
@@ -224,15 +238,20 @@ class Catalog:
             cache.update(zip(missing, self._products.rows(missing), strict=True))
         return [cache[p] for p in positions]
 
-    def matching(self, positions: np.ndarray, category: str | None, min_price, max_price):
-        """Which of `positions` pass the filters (`matches` over an array)."""
+    def matching(
+        self, positions: np.ndarray, categories: tuple[str, ...] | None, min_price, max_price
+    ):
+        """Which of `positions` pass the filters (`matches` over an array); `categories`: the
+        catalog's names of one category (`resolve_category`), any of which passes."""
         keep = np.ones(len(positions), bool)
-        if category is not None:
-            in_category = (self.main_category[positions] == category) | (
-                self.sub_category[positions] == category
-            )
-            if category in self.listed_under:
-                in_category |= np.isin(positions, self.listed_under[category])
+        if categories is not None:
+            in_category = np.zeros(len(positions), bool)
+            for category in categories:
+                in_category |= (self.main_category[positions] == category) | (
+                    self.sub_category[positions] == category
+                )
+                if category in self.listed_under:
+                    in_category |= np.isin(positions, self.listed_under[category])
             keep &= in_category
         price = self.price[positions]
         with np.errstate(invalid="ignore"):
@@ -242,14 +261,205 @@ class Catalog:
                 keep &= price <= max_price
         return keep
 
-    def matches(self, position: int, category: str | None, min_price, max_price) -> bool:
-        if (
-            category is not None
-            and category not in (self.main_category[position], self.sub_category[position])
-            and position not in self._listed_sets.get(category, ())
+    def matches(
+        self, position: int, categories: tuple[str, ...] | None, min_price, max_price
+    ) -> bool:
+        if categories is not None and not any(
+            category in (self.main_category[position], self.sub_category[position])
+            or position in self._listed_sets.get(category, ())
+            for category in categories
         ):
             return False
         price = self.price[position]
         if min_price is not None and not (price >= min_price):
             return False
         return max_price is None or price <= max_price
+
+    def resolve_category(self, text: str) -> tuple[str, ...]:
+        """The catalog's names of the main or sub-category `text` names, whatever its case.
+
+        Raises UnknownCategory with the closest names when none matches."""
+        names = self.category_names_of.get(text.strip().casefold())
+        if names is None:
+            raise UnknownCategory(text, self.close_categories(text))
+        return names
+
+    def close_categories(self, text: str, limit: int = 5) -> list[str]:
+        """Display names of the categories whose names are closest to `text` (typos, parts)."""
+        choices = {key: display_name(names[0]) for key, names in self.category_names_of.items()}
+        found = process.extract(text.casefold(), list(choices), limit=limit, score_cutoff=60)
+        return [choices[key] for key, _, _ in found]
+
+    def distinct(self, candidates: list, exclude_groups: set[int] | None = None) -> list:
+        """`candidates` with each product group once (its first listing kept), leaving out the
+        groups of `exclude_groups` (e.g. the products already clicked, under any listing)."""
+        taken = set(exclude_groups) if exclude_groups else set()
+        kept = []
+        group = self.product_group
+        for candidate in candidates:
+            key = int(group[candidate.position])
+            if key not in taken:
+                taken.add(key)
+                kept.append(candidate)
+        return kept
+
+    def groups_of(self, positions) -> set[int]:
+        return {int(g) for g in self.product_group[np.fromiter(positions, np.int64)]}
+
+    @cached_property
+    def category_tree(self) -> list[dict]:
+        """Main categories with their sub-categories, display names and product counts (a
+        product counted once in each category it is listed under), largest first."""
+        pairs = pd.DataFrame(
+            {
+                "position": np.arange(len(self.frame)),
+                "main": self.main_category,
+                "sub": self.sub_category,
+            }
+        )
+        listed = pd.DataFrame(
+            [(self.position_of[p], m, s) for p, m, s in self.listings if p in self.position_of],
+            columns=["position", "main", "sub"],
+        )
+        pairs = pd.concat([pairs, listed]).dropna().drop_duplicates()
+        per_main = pairs.groupby("main")["position"].nunique()
+        per_sub = pairs.groupby(["main", "sub"])["position"].nunique()
+        tree = []
+        for main, count in per_main.sort_values(ascending=False, kind="stable").items():
+            subs = per_sub[main].sort_values(ascending=False, kind="stable")
+            tree.append(
+                {
+                    "name": main,
+                    "display_name": display_name(main),
+                    "products": int(count),
+                    "sub_categories": [
+                        {"name": sub, "display_name": display_name(sub), "products": int(n)}
+                        for sub, n in subs.items()
+                    ],
+                }
+            )
+        return tree
+
+    @cached_property
+    def sub_category_of_stems(self) -> dict[tuple[str, ...], str]:
+        return {stems(n.lower().split()): n for n in self.sub_category_names if n}
+
+    def sub_categories_named(self, phrases: list[str]) -> set[str]:
+        """The sub-categories any of `phrases` names, by stem ("refrigerator": Refrigerators)."""
+        found = (self.sub_category_of_stems.get(stems(p.lower().split())) for p in phrases)
+        return {name for name in found if name}
+
+    def short_name(self, position: int) -> str:
+        """The product's name cut to a few words, as reasons and labels show it."""
+        return short_name(self.product(position)["name"])
+
+
+# Tukey's "far out" fence: a markup beyond Q3 + 3 x IQR of its sub-category's is implausible.
+FAR_OUT = 3.0
+# Sub-categories with fewer priced products than this are judged against the whole catalog.
+FENCE_MIN_PRODUCTS = 20
+# And only a list price "many times" the selling price is doubted (two thirds off or more).
+DOUBTED_MARKUP = 3.0
+
+
+def implausible_discounts(
+    discount_price: np.ndarray, actual_price: np.ndarray, sub_category: np.ndarray
+) -> np.ndarray:
+    """Which products claim a list price implausibly high for their selling price, judged by
+    their own sub-category: log(list / selling price) above Tukey's far-out fence of the
+    sub-category's (an HDMI cable at 399 "from 18,899"). Such a discount is not a deal."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        markup = np.log(np.asarray(actual_price, float) / np.asarray(discount_price, float))
+    frame = pd.DataFrame({"markup": markup, "group": sub_category}).replace(
+        [np.inf, -np.inf], np.nan
+    )
+    priced = frame.dropna()
+    if priced.empty:
+        return np.zeros(len(frame), bool)
+    quartiles = priced.groupby("group")["markup"].quantile([0.25, 0.75]).unstack()
+    counts = priced.groupby("group").size()
+    overall = priced["markup"].quantile([0.25, 0.75]).to_numpy()
+    fence = pd.Series(overall[1] + FAR_OUT * (overall[1] - overall[0]), index=quartiles.index)
+    enough = counts[quartiles.index] >= FENCE_MIN_PRODUCTS
+    own = quartiles[0.75] + FAR_OUT * (quartiles[0.75] - quartiles[0.25])
+    fence[enough] = own[enough]
+    limit = frame["group"].map(fence).fillna(fence.max()).to_numpy()
+    markup = np.nan_to_num(frame["markup"].to_numpy(), nan=0.0)
+    return (markup > limit) & (markup >= np.log(DOUBTED_MARKUP))
+
+
+class UnknownCategory(ValueError):
+    def __init__(self, text: str, close: list[str]):
+        super().__init__(f"unknown category {text!r}")
+        self.text = text
+        self.close = close
+
+
+# Listings of the same product line: the same leading words of the name at the same price
+# (colours and sizes of one item), or the same name whatever the price.
+GROUP_NAME_WORDS = 8
+
+
+def product_groups(names: pa.ChunkedArray | pa.Array, price: np.ndarray) -> np.ndarray:
+    """A group number per product: listings of one product share it (see GROUP_NAME_WORDS)."""
+    lowered = pc.utf8_lower(pc.cast(pc.fill_null(names, ""), pa.string()))
+    # Splitting at spaces and stripping punctuation from the head only: a regular expression
+    # over every whole name costs seconds at 550k products.
+    words = pc.split_pattern(lowered, " ", max_splits=GROUP_NAME_WORDS)
+    head = pc.binary_join(pc.list_slice(words, 0, GROUP_NAME_WORDS), " ")
+    head = pc.replace_substring_regex(head, r"[^\w ]+", "")
+    trimmed = pc.utf8_trim_whitespace(lowered)
+    by_name = _codes(pa.chunked_array([trimmed]))[0]
+    head = _codes(pa.chunked_array([head]))[0]
+    price_code = pd.factorize(price, use_na_sentinel=False)[0]
+    by_line = np.unique(head * (price_code.max(initial=0) + 1) + price_code, return_inverse=True)[1]
+    # A product without a name is nobody's other listing.
+    unnamed = np.flatnonzero(np.asarray(pc.equal(trimmed, "")))
+    for codes in (by_name, by_line):
+        codes[unnamed] = codes.max(initial=0) + 1 + np.arange(len(unnamed))
+    # Union of the two partitions: each product takes the smallest label of either group,
+    # repeated until no label moves (a chain of listings takes a few rounds).
+    labels = np.arange(len(price), dtype=np.int64)
+    while True:
+        before = labels.copy()
+        for codes in (by_name, by_line):
+            # The smallest label of each group: the first of each group after sorting by label.
+            order = np.lexsort((labels, codes))
+            first = np.r_[True, codes[order][1:] != codes[order][:-1]]
+            smallest = np.empty(codes.max(initial=0) + 1, np.int64)
+            smallest[codes[order][first]] = labels[order][first]
+            labels = np.minimum(labels, smallest[codes])
+        if np.array_equal(before, labels):
+            return labels
+
+
+SHORT_NAME_CHARS = 48
+
+
+def short_name(name: str) -> str:
+    """A name cut at a word boundary near SHORT_NAME_CHARS characters, with an ellipsis."""
+    name = " ".join(name.split())
+    if len(name) <= SHORT_NAME_CHARS:
+        return name
+    cut = name[:SHORT_NAME_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:-(/|")
+    return f"{cut}…"
+
+
+_SMALL_WORDS = {"and", "or", "of", "for", "the", "in", "on", "with", "a", "an", "&"}
+
+
+def display_name(category: str) -> str:
+    """A category as shoppers read it: the catalog's lower-case main categories capitalised
+    ("tv, audio & cameras" -> "TV, Audio & Cameras"); names that have capitals stay as they are."""
+    if category != category.lower():
+        return category
+    words = []
+    for i, word in enumerate(category.split(" ")):
+        bare = re.sub(r"\W", "", word)
+        if i > 0 and word in _SMALL_WORDS:
+            words.append(word)
+        elif 0 < len(bare) <= 2 and bare.isalpha():  # tv, ac: abbreviations
+            words.append(word.upper())
+        else:
+            words.append(word[:1].upper() + word[1:])
+    return " ".join(words)

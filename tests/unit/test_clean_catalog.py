@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml.clean_catalog import (
@@ -361,3 +362,29 @@ def _sample_rows() -> list[dict]:
         with file.open(encoding="utf-8") as handle:
             rows += list(csv.DictReader(handle))
     return rows
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "RTX 3050ÂTi Laptop",  # the non-breaking space's second byte lost
+        "RTX 3050Â\xa0Ti Laptop",  # its two bytes read as Latin-1
+        "RTX 3050Â Ti Laptop",  # its second byte turned into a plain space
+        "RTX 3050Â\u200bTi Laptop",  # a zero-width space behind it
+    ],
+)
+def test_a_mis_decoded_non_breaking_space_becomes_a_space(raw):
+    assert clean_name(raw) == "RTX 3050 Ti Laptop"
+
+
+def test_accented_capitals_of_real_words_stay():
+    assert clean_name("Âge Crème de Jour") == "Âge Crème de Jour"
+
+
+def test_a_list_price_many_times_the_usual_is_doubted():
+    from services.catalog import implausible_discounts
+
+    selling = np.array([399.0] + [300.0 + i for i in range(30)])
+    listed = np.array([18899.0] + [600.0 + 2 * i for i in range(30)])
+    doubted = implausible_discounts(selling, listed, np.array(["Cables"] * 31, object))
+    assert doubted.tolist() == [True] + [False] * 30

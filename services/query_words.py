@@ -1,0 +1,72 @@
+"""The catalog's words as a search matches them: a word finds every word of the catalog with its
+stem (singular and plural, "headphone" and "headphones"), and a word the catalog does not know
+is corrected to the closest one it does (one edit in a short word, two in a long one)."""
+
+from collections import defaultdict
+
+import numpy as np
+import Stemmer
+from rapidfuzz import distance, process
+
+from services.lru import LRU
+
+_STEMMER = Stemmer.Stemmer("english")
+# Edits a correction may make: none below 4 letters (too many short words are one edit
+# apart), one up to 7 letters, two from 8.
+SHORTEST_CORRECTED = 4
+TWO_EDITS_FROM = 8
+CORRECTIONS_CACHED = 20_000
+
+
+def stems(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_STEMMER.stemWords(list(words)))
+
+
+class QueryWords:
+    """One version's vocabulary (the lexical index's terms) by stem, with typo correction."""
+
+    def __init__(self, terms: list[str], document_frequency: np.ndarray):
+        self.terms = terms
+        self.document_frequency = document_frequency
+        by_stem: dict[str, list[int]] = defaultdict(list)
+        for column, stem in enumerate(_STEMMER.stemWords(terms)):
+            by_stem[stem].append(column)
+        # The most frequent form first: it is the one a correction lands on.
+        self.columns_of_stem = {
+            stem: sorted(columns, key=lambda c: (-document_frequency[c], c))
+            for stem, columns in by_stem.items()
+        }
+        self._corrections = LRU(CORRECTIONS_CACHED)
+
+    def columns(self, term: str) -> list[int]:
+        """The index columns a query term matches: every word of its stem, else those of the
+        word it is corrected to; [] when nothing is close."""
+        found = self.columns_of_stem.get(_STEMMER.stemWord(term))
+        if found:
+            return found
+        corrected = self.correction(term)
+        return self.columns_of_stem[_STEMMER.stemWord(corrected)] if corrected else []
+
+    def knows(self, word: str) -> bool:
+        return _STEMMER.stemWord(word) in self.columns_of_stem
+
+    def correction(self, word: str) -> str | None:
+        """The catalog word closest to an unknown `word` (fewest edits, then most frequent), or
+        None when the word is known, too short, or no word is close enough."""
+        if len(word) < SHORTEST_CORRECTED or not word.isalpha() or self.knows(word):
+            return None
+        cached = self._corrections.get(word)
+        if cached is not None:
+            return cached or None
+        edits = 2 if len(word) >= TWO_EDITS_FROM else 1
+        close = process.extract(
+            word, self.terms, scorer=distance.Levenshtein.distance, score_cutoff=edits, limit=20
+        )
+        best = min(
+            close,
+            key=lambda found: (found[1], -self.document_frequency[found[2]], found[0]),
+            default=None,
+        )
+        corrected = best[0] if best is not None else ""
+        self._corrections.put(word, corrected)
+        return corrected or None
