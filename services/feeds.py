@@ -5,16 +5,17 @@ import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from config.settings import Settings
 from services import metrics
-from services.catalog import Catalog
+from services.catalog import Catalog, implausible_discounts
 from services.home_rankings import PAGE, PreparedRanking, shared_ranking
 from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
+from services.query_words import stems
 from services.ranking import (
     POPULAR_CANDIDATES,
     SOURCE_CANDIDATES,
@@ -27,11 +28,12 @@ from services.ranking import (
 from services.recommender import (
     Candidate,
     Reason,
+    Share,
     Source,
     add_candidate,
+    compose,
     diverse_candidates,
     hybrid_merge,
-    mix,
     under_represented_categories,
 )
 from services.search import (
@@ -55,7 +57,7 @@ from services.sources import (
     session_items,
     whole_history_items,
 )
-from services.synonyms import ExpandedQuery, normalise_text
+from services.synonyms import ExpandedQuery, normalise_text, words
 
 MAX_ANCHOR_CLICKS = 20
 MAX_ANCHOR_QUERIES = 5
@@ -67,22 +69,22 @@ NEW_USER_WEIGHTS = {"trending": 0.5, "best_value": 0.3, "top_category": 0.2}
 
 @dataclass
 class Filters:
-    category: str | None = None
+    categories: tuple[str, ...] | None = None  # the catalog's names of one category
     min_price: float | None = None
     max_price: float | None = None
 
     def keep(self, catalog: Catalog):
-        if self.category is None and self.min_price is None and self.max_price is None:
+        if self.categories is None and self.min_price is None and self.max_price is None:
             return None
         return lambda position: catalog.matches(
-            position, self.category, self.min_price, self.max_price
+            position, self.categories, self.min_price, self.max_price
         )
 
     def mask(self, catalog: Catalog, positions: np.ndarray) -> np.ndarray | None:
         """Which of `positions` pass (None: no filter)."""
-        if self.category is None and self.min_price is None and self.max_price is None:
+        if self.categories is None and self.min_price is None and self.max_price is None:
             return None
-        return catalog.matching(positions, self.category, self.min_price, self.max_price)
+        return catalog.matching(positions, self.categories, self.min_price, self.max_price)
 
 
 @dataclass
@@ -137,7 +139,12 @@ def ranking_tables(catalog: Catalog, trending: TrendingScores | None) -> Ranking
         ratings = np.nan_to_num(catalog.frame["ratings"].to_numpy())
         counts = np.nan_to_num(catalog.frame["no_of_ratings"].to_numpy())
         ratio = np.nan_to_num(catalog.frame["discount_ratio"].to_numpy(), nan=0.0)
-        value = np.where((ratings >= 4.0) & (counts >= 50), ratio, 0.0)
+        plausible = ~implausible_discounts(
+            catalog.frame["discount_price"].to_numpy(float),
+            catalog.frame["actual_price"].to_numpy(float),
+            catalog.sub_category,
+        )
+        value = np.where((ratings >= 4.0) & (counts >= 50) & plausible, ratio, 0.0)
         boost_order = np.argsort(-boost, kind="stable")
         tables = RankingTables(
             boost,
@@ -164,6 +171,10 @@ def warm_caches(catalog: Catalog, trending: TrendingScores | None, bundle: Model
         ranking_tables(catalog, bundle.ranker_trending)
     if bundle is not None and "catalog_log_clicks" in bundle.arrays:
         sub_category_click_share(catalog, bundle.arrays["catalog_log_clicks"])
+    if bundle is not None:
+        bundle.query_words  # noqa: B018 - built here, off the event loop
+    catalog.category_tree  # noqa: B018
+    catalog.sub_category_of_stems  # noqa: B018
 
 
 TOP_IN_GROUP = 50
@@ -261,8 +272,37 @@ _new_user_cache: dict[tuple, tuple[Catalog, list[Candidate]]] = {}
 NEW_USER_CACHE_SIZE = 256
 
 
+NEW_USER_DEPTH = 100
+
+
+def new_user_items(
+    catalog: Catalog,
+    trending: TrendingScores | None,
+    n: int,
+    keep,
+    max_per_sub_category: int,
+    exclude: set[int] = frozenset(),
+) -> list[Candidate]:
+    """What is popular, what is good value and each category's best, in NEW_USER_WEIGHTS'
+    parts of the page."""
+    # Lists deep enough that no share runs out before slot n: then pages of any length join.
+    sources = new_user_sources(catalog, trending, 3 * n + NEW_USER_DEPTH + len(exclude), keep)
+    return compose(
+        [Share(name, NEW_USER_WEIGHTS[name], _ranked(source)) for name, source in sources.items()],
+        n=n,
+        product_group=catalog.product_group,
+        sub_category=catalog.sub_category,
+        max_per_sub_category=max_per_sub_category,
+        exclude_groups=catalog.groups_of(exclude),
+    )
+
+
 def _new_user_ranking(
-    catalog: Catalog, trending: TrendingScores | None, n: int, filters: Filters
+    catalog: Catalog,
+    trending: TrendingScores | None,
+    n: int,
+    filters: Filters,
+    max_per_sub_category: int,
 ) -> list[Candidate]:
     """The feed of a user without history is the same for everyone with the same filters: half
     of all home requests in the benchmark. Computed once per catalog, trending update, filters
@@ -270,17 +310,17 @@ def _new_user_ranking(
     key = (
         id(catalog),
         trending.computed_at if trending else None,
-        filters.category,
+        filters.categories,
         filters.min_price,
         filters.max_price,
         n,
+        max_per_sub_category,
     )
     cached = _new_user_cache.get(key)
     ranked = cached[1] if cached is not None and cached[0] is catalog else None
     if ranked is None:
         keep = filters.keep(catalog)
-        sources = new_user_sources(catalog, trending, n, keep)
-        ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, keep=keep)
+        ranked = new_user_items(catalog, trending, n, keep, max_per_sub_category)
         if len(_new_user_cache) >= NEW_USER_CACHE_SIZE:
             _new_user_cache.clear()
         _new_user_cache[key] = (catalog, ranked)
@@ -374,9 +414,32 @@ def ranker_candidates(
     )
 
 
+QUERY_RESULTS_CACHE_SIZE = 20_000
+_searches = LRU(QUERY_RESULTS_CACHE_SIZE)  # query -> (bundle, catalog, its matches)
+
+
+def _searched(catalog: Catalog, bundle: ModelBundle, query: str) -> tuple[np.ndarray, np.ndarray]:
+    """A search of the visit as the search endpoint matches it by words (typos corrected,
+    synonyms, its sub-category first): the best PAST_QUERY_RESULTS, scores 0..1."""
+    cached = _searches.get(query)
+    if cached is not None and cached[0] is bundle and cached[1] is catalog:
+        return cached[2]
+    corrected, _ = corrected_query(bundle, query)
+    expanded = bundle.synonyms.expand(corrected)
+    hits = lexical_search(bundle, expanded_concepts(expanded), limit=PAST_QUERY_RESULTS)
+    positions = np.fromiter((h.position for h in hits), np.int64, len(hits))
+    scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
+    named = catalog.sub_categories_named([corrected, *expanded.alternatives()])
+    if named and len(positions):
+        codes = [catalog.sub_category_code_of[name] for name in named]
+        scores = np.where(np.isin(catalog.sub_category_code[positions], codes), 2 * scores, scores)
+    result = (positions, scores / scores.max() if len(scores) and scores.max() > 0 else scores)
+    _searches.put(query, (bundle, catalog, result))
+    return result
+
+
 # Past search -> (bundle, its matches); an entry of another bundle (version or catalog) is stale.
 _query_results: dict[str, tuple[ModelBundle, tuple[np.ndarray, np.ndarray]]] = {}
-QUERY_RESULTS_CACHE_SIZE = 20_000
 
 
 def past_query_results(bundle: ModelBundle, query: str) -> tuple[np.ndarray, np.ndarray]:
@@ -445,6 +508,7 @@ def unread_history_stamp(
     bundle: ModelBundle | None,
     user_id: str,
     since: datetime,
+    now: datetime,
     ranker: str,
     prepared: bool,
     filters: Filters,
@@ -454,7 +518,8 @@ def unread_history_stamp(
     """The history stamp under which `home_feed` serves the user's prepared ranking without the
     user's events (events=None), or None when the events must be read: a request a prepared
     ranking serves (learned ranker, no filter, seen left out, a first page) of a user training
-    ranked, none of whose events has left the window since."""
+    ranked, none of whose events has left the window since, and whose visit is over (the page
+    follows a visit in progress from its events)."""
     if (
         bundle is None
         or bundle.ranker is None
@@ -463,7 +528,7 @@ def unread_history_stamp(
         or not _kept_ranking_serves(filters, exclude_seen, n)
     ):
         return None
-    return bundle.prepared_home_stamp(user_id, since)
+    return bundle.prepared_home_stamp(user_id, since, now - VISIT_GAP)
 
 
 def shared_ranking_version(
@@ -528,10 +593,9 @@ def home_feed(
     if unread is None and (not events or bundle is None):
         strategy = "new_user" if not events else "popularity_no_models"
         if events:
-            sources = new_user_sources(catalog, trending, n + len(exclude), keep)
-            ranked = hybrid_merge(sources, NEW_USER_WEIGHTS, exclude=exclude, keep=keep)
+            ranked = new_user_items(catalog, trending, n, keep, max_per_sub_category, exclude)
             return Feed(ranked, strategy, NEW_USER_WEIGHTS)
-        ranked = _new_user_ranking(catalog, trending, n, filters)
+        ranked = _new_user_ranking(catalog, trending, n, filters, max_per_sub_category)
         return Feed(ranked, strategy, NEW_USER_WEIGHTS, same_for_everyone=True)
 
     history = category_history(catalog, bundle, user_id, seen)
@@ -558,21 +622,46 @@ def home_feed(
                 filters=filters,
                 n=n,
             )
-            if share:
-                learned = learned.completed()
-                to_share = shared_ranking(learned, sorted(seen), catalog.ids)
+        if events and not learned.visit and now - events[0]["timestamp"] <= VISIT_GAP:
+            # A visit in progress: its lists go with the ranking (shared, they serve the
+            # other workers' reads of the same history for as long as the visit lasts).
+            learned.visit = visit_lists(catalog, bundle, events)
+            learned.newest = events[0]["timestamp"]
+        if share and source == "computed":
+            learned = learned.completed()
+            to_share = shared_ranking(learned, sorted(seen), catalog.ids)
+        in_visit = learned.newest is not None and now - learned.newest <= VISIT_GAP
+        visit = visit_shares(learned.visit if in_visit else {}, weights, keep)
         metrics.HOME_RANKINGS.labels(source).inc()
-        mixed = mix(
-            learned.ranked,
-            learned.explore + [c for c in _ranked(diverse) if keep is None or keep(c.position)],
-            diverse_share=weights.get("diverse", 0.0) / (sum(weights.values()) or 1.0),
-            max_per_sub_category=max_per_sub_category,
-            sub_category=catalog.sub_category,
+        explore = learned.explore + [
+            c for c in _ranked(diverse) if keep is None or keep(c.position)
+        ]
+        total = sum(weights.values()) or 1.0
+        diverse_share = weights.get("diverse", 0.0) / total
+        shares = [
+            *visit,
+            # The learned ranking fills what the visit's signals leave.
+            Share(
+                "ranked",
+                max(0.0, 1.0 - diverse_share - sum(v.share for v in visit)),
+                learned.ranked,
+            ),
+            Share("explore", diverse_share, explore),
+        ]
+        page = compose(
+            shares,
             n=n,
+            product_group=catalog.product_group,
+            sub_category=catalog.sub_category,
+            max_per_sub_category=max_per_sub_category,
+            exclude_groups=catalog.groups_of(exclude),
         )
-        learned.give_reasons(mixed[:n])  # only what a page can show needs them
-        items = _top_up(catalog, trending, mixed, exclude, keep, n)
-        return Feed(items, "personal_ranked", weights, to_share=to_share)
+        learned.give_reasons(page[:n])  # only what a page can show needs them
+        items = _top_up(catalog, trending, page, exclude, keep, n)
+        # What the page is made of: the visit's parts, the learned ranking and exploration.
+        applied = {s.name: round(s.share, 6) for s in shares if s.share > 0 and s.candidates}
+        strategy = "personal_ranked_visit" if visit else "personal_ranked"
+        return Feed(items, strategy, applied, to_share=to_share)
 
     clicks, queries = recent_clicks_and_queries(events, now)
     sources = {
@@ -586,7 +675,70 @@ def home_feed(
     ranked = hybrid_merge(
         sources, weights, boost=boost, boost_weight=boost_weight, exclude=exclude, keep=keep
     )
+    ranked = catalog.distinct(ranked, catalog.groups_of(exclude))
     return Feed(_top_up(catalog, trending, ranked, exclude, keep, n), "personal_hybrid", weights)
+
+
+# A visit ends after this long without an event (as the sessions training learns from end).
+VISIT_GAP = timedelta(minutes=30)
+VISIT_CANDIDATES = 100  # per visit share, whatever the page: pages of one visit join
+
+
+def current_visit(events: list[dict], now: datetime) -> list[dict]:
+    """The events of the visit in progress (newest first): back from the latest event to the
+    first gap of VISIT_GAP; none when the latest event is older than VISIT_GAP."""
+    visit: list[dict] = []
+    after = now
+    for event in events:  # newest first
+        if after - event["timestamp"] > VISIT_GAP:
+            break
+        visit.append(event)
+        after = event["timestamp"]
+    return visit
+
+
+def visit_lists(
+    catalog: Catalog, bundle: ModelBundle, events: list[dict]
+) -> dict[str, list[Candidate]]:
+    """What follows the visit of the newest event (events newest first): "clicked", what
+    shoppers went on to after visits like it (session-kNN over its clicks, then the last
+    click's co-click and item-CF neighbours), then what is like its clicks (content);
+    "search", the matches of its searches as the search endpoint finds them."""
+    visit = current_visit(events, events[0]["timestamp"])
+    lists = {}
+    clicked = click_sequence(catalog, visit)
+    newest = visit[0]["timestamp"]
+    clicks, queries = recent_clicks_and_queries(visit, newest)
+    if clicked:
+        went_on = _session_then_neighbors(
+            catalog, bundle, clicked, VISIT_CANDIDATES, VISIT_CANDIDATES
+        )
+        # Then what is like the clicked products, for a visit few past visits resemble.
+        alike = _ranked(clicked_source(catalog, bundle, list(clicks.items()), ("content",)))
+        taken = {c.position for c in went_on}
+        lists["clicked"] = (went_on + [c for c in alike if c.position not in taken])[
+            :VISIT_CANDIDATES
+        ]
+    if queries:
+        found: Source = {}
+        for query, weight in queries.items():  # newest first
+            reason = Reason("search", query, f"matches your search '{query}'")
+            positions, scores = _searched(catalog, bundle, query)
+            for position, score in zip(positions.tolist(), scores.tolist(), strict=True):
+                add_candidate(found, position, weight * score, reason)
+        lists["search"] = _ranked(found)[:VISIT_CANDIDATES]
+    return {name: found for name, found in lists.items() if found}
+
+
+def visit_shares(lists: dict[str, list[Candidate]], weights: dict[str, float], keep) -> list[Share]:
+    """The page's parts that follow the visit, at the configured weights (clicked, search)."""
+    total = sum(weights.values()) or 1.0
+    shares = []
+    for name, found in lists.items():
+        if weights.get(name, 0.0) > 0:
+            passing = [c for c in found if keep is None or keep(c.position)]
+            shares.append(Share(name, weights[name] / total, passing))
+    return [s for s in shares if s.candidates]
 
 
 @dataclass
@@ -602,7 +754,7 @@ class PendingRanking(PreparedRanking):
         """The same ranking with every candidate's reasons, without the candidate set (its
         features and sources): what `shared_ranking` stores for the other workers."""
         self.give_reasons(self.ranked + self.explore)
-        return PreparedRanking(self.ranked, self.explore)
+        return PreparedRanking(self.ranked, self.explore, self.visit, self.newest)
 
 
 def learned_ranking(
@@ -639,7 +791,7 @@ def learned_ranking(
     # Only the head becomes objects: the mixer's caps and the page need a few n at most.
     ranked = found.candidates(order[: max(RANKED_CANDIDATES, 3 * n)], scores, reasons=reasons)
     explore = _explore_picks(catalog, found, order, scores, history_categories, reasons)
-    return PendingRanking(ranked, explore, found)
+    return PendingRanking(ranked, explore, found=found)
 
 
 def _explore_picks(
@@ -748,35 +900,46 @@ def similar_feed(
     if bundle is None:
         return Feed([], "similar_unavailable", {mode: 1.0})
     keep = filters.keep(catalog)
-    product_id = catalog.ids[position]
     lists = []
     if mode in ("content", "blend"):
-        positions, scores = bundle.neighbors("content", position)
-        reason = Reason("similar", product_id, f"similar to {product_id}")
-        lists.append(
-            [
-                Candidate(p, s, [reason])
-                for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
-            ]
-        )
-    if mode in ("also_viewed", "blend"):
-        lists.append(_also_viewed(catalog, bundle, position))
-    if len(lists) == 1:
-        items = lists[0]
-    else:  # reciprocal rank fusion: an item high in either list ranks high
-        fused: Source = {}
-        for ranked in lists:
-            for rank, candidate in enumerate(ranked):
-                for reason in candidate.reasons:
-                    add_candidate(fused, candidate.position, 0.0, reason)
-                fused[candidate.position].score += 1.0 / (RRF_K + rank)
-        items = _ranked(fused)
-    items = [c for c in items if c.position != position and (keep is None or keep(c.position))]
+        lists.append(_content_neighbors(catalog, bundle, position))
     strategy = "content_similarity" if mode == "content" else mode
-    return Feed(items, strategy, {mode: 1.0})
+    if mode in ("also_viewed", "blend"):
+        viewed = _also_viewed(catalog, bundle, position)
+        if viewed:
+            lists.append(viewed)
+        elif mode == "also_viewed":  # nobody's clicks lead on from it yet: what is like it
+            lists.append(_content_neighbors(catalog, bundle, position))
+            strategy = "content_similarity"
+    items = lists[0] if len(lists) == 1 else _fused_by_rank(lists)
+    items = [c for c in items if c.position != position and (keep is None or keep(c.position))]
+    # Never the product itself under another listing, and each product once.
+    items = catalog.distinct(items, catalog.groups_of([position]))
+    weights = {"content": 1.0} if strategy == "content_similarity" else {mode: 1.0}
+    return Feed(items, strategy, weights)
+
+
+def _content_neighbors(catalog: Catalog, bundle: ModelBundle, position: int) -> list[Candidate]:
+    product_id = catalog.ids[position]
+    positions, scores = bundle.neighbors("content", position)
+    reason = Reason("similar", product_id, f"similar to {product_id}")
+    return [
+        Candidate(p, s, [reason]) for p, s in zip(positions.tolist(), scores.tolist(), strict=True)
+    ]
 
 
 RRF_K = 60
+
+
+def _fused_by_rank(lists: list[list[Candidate]]) -> list[Candidate]:
+    """Reciprocal rank fusion: an item high in either list ranks high, with every reason."""
+    fused: Source = {}
+    for ranked in lists:
+        for rank, candidate in enumerate(ranked):
+            for reason in candidate.reasons:
+                add_candidate(fused, candidate.position, 0.0, reason)
+            fused[candidate.position].score += 1.0 / (RRF_K + rank)
+    return _ranked(fused)
 
 
 def _also_viewed(catalog: Catalog, bundle: ModelBundle, position: int) -> list[Candidate]:
@@ -838,7 +1001,7 @@ def session_feed(
             for c in _ranked(fill)
             if c.position not in taken
         ]
-    return Feed(ranked, strategy, {"session": 1.0})
+    return Feed(catalog.distinct(ranked, catalog.groups_of(exclude)), strategy, {"session": 1.0})
 
 
 @dataclass
@@ -847,6 +1010,7 @@ class SearchSettings:
     rrf_k: int
     min_similarity: float
     personal_boost: float
+    category_boost: float
 
     @classmethod
     def of(cls, settings: Settings) -> "SearchSettings":
@@ -856,6 +1020,7 @@ class SearchSettings:
             rrf_k=settings.search_rrf_k,
             min_similarity=settings.search_min_similarity,
             personal_boost=settings.search_personal_boost,
+            category_boost=settings.search_category_boost,
         )
 
 
@@ -863,6 +1028,28 @@ class SearchSettings:
 class SearchFeed(Feed):
     expanded: ExpandedQuery | None = None
     fallback_reason: str | None = None
+    corrections: list[tuple[str, str]] = field(default_factory=list)  # (typed, corrected)
+
+
+# With no lexical match, fewer semantic neighbours than this are noise, not results.
+SEMANTIC_ONLY_MIN_HITS = 3
+
+
+def corrected_query(bundle: ModelBundle, query: str) -> tuple[str, list[tuple[str, str]]]:
+    """The query with each word the catalog and the synonyms do not know corrected to the
+    closest catalog word ("hedphones" -> "headphones"), and the corrections made."""
+    typed = words(query)
+    corrections = []
+    for word in typed:
+        if (word,) in bundle.synonyms.rules or stems((word,)) in bundle.synonyms.by_stem:
+            continue
+        fixed = bundle.query_words.correction(word)
+        if fixed is not None:
+            corrections.append((word, fixed))
+    if not corrections:
+        return query, []
+    fixes = dict(corrections)
+    return " ".join(fixes.get(word, word) for word in typed), corrections
 
 
 def search_feed(
@@ -888,22 +1075,37 @@ def search_feed(
         items = _ranked(trending_source(catalog, trending, 100, keep))
         return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")
 
-    expanded = bundle.synonyms.expand(query)
-    fused = _fused(bundle, query, expanded, query_vector, settings)
-    rows = np.arange(len(fused))
+    corrected, corrections = corrected_query(bundle, query)
+    expanded = bundle.synonyms.expand(corrected)
+    fused = _fused(bundle, corrected, expanded, query_vector, settings)
+    # A few loose semantic neighbours and no word matched: not a match, fall back.
+    matched = len(fused) >= SEMANTIC_ONLY_MIN_HITS or bool((fused.matched >= 0).any())
+    rows = np.arange(len(fused) if matched else 0)
     passing = filters.mask(catalog, fused.positions)
     if passing is not None:
         rows = rows[passing]
-    weights = {"lexical": 1.0, "semantic": 1.0, "personal_boost": settings.personal_boost}
+    weights = {
+        "lexical": 1.0,
+        "semantic": 1.0,
+        "personal_boost": settings.personal_boost,
+        "category_boost": settings.category_boost,
+    }
     if len(rows):
         positions, scores = fused.positions[rows], fused.scores[rows]
+        # A product-type word ("fridge") puts its sub-category (Refrigerators) first.
+        named = catalog.sub_categories_named([corrected, *expanded.alternatives()])
+        if named and settings.category_boost > 0:
+            codes = [catalog.sub_category_code_of[name] for name in named]
+            in_named = np.isin(catalog.sub_category_code[positions], codes)
+            scores = np.where(in_named, scores * (1.0 + settings.category_boost), scores)
         boosted = np.zeros(len(rows), bool)
         if settings.personal_boost > 0:
             affinity = _interest_affinity(catalog, bundle, user_id, clicks)
             value = _affinity_of(catalog, positions, affinity)
             boosted = value > 0
             scores = np.where(boosted, scores * (1.0 + settings.personal_boost * value), scores)
-        order = np.lexsort((positions, -scores))[:n]  # best first, ties by position
+        # Best first, ties by position; a few more than asked, for listings of one product.
+        order = np.lexsort((positions, -scores))[: None if n is None else 2 * n]
         personal: dict[str, Reason] = {}  # one per sub-category the page boosts
         items = []
         for position, score, reasons, boost in zip(
@@ -921,7 +1123,9 @@ def search_feed(
                     reason = personal[sub_category] = Reason("personal", sub_category, text)
                 reasons.append(reason)
             items.append(Candidate(position, score, reasons))
-        return SearchFeed(items, "search", weights, expanded)
+        return SearchFeed(catalog.distinct(items), "search", weights, expanded, None, corrections)
+    if matched and len(fused):  # matches, but none the filters let through
+        return SearchFeed([], "search", weights, expanded, None, corrections)
 
     associations: Source = {}
     for product_id, weight in clicks.items():
@@ -942,9 +1146,12 @@ def search_feed(
             weights,
             expanded,
             "no_match_used_associations",
+            corrections,
         )
     items = _ranked(trending_source(catalog, trending, 100, keep))
-    return SearchFeed(items, "search_fallback", weights, expanded, "no_match_used_trending")
+    return SearchFeed(
+        items, "search_fallback", weights, expanded, "no_match_used_trending", corrections
+    )
 
 
 # (query, settings) -> (bundle, its retrieval fused), least recently used first (a few KB

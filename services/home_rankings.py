@@ -22,7 +22,7 @@ reasons as (kind, anchor) with kinds (signal, text before and after the anchor) 
 (UTF-8 strings) in small vocabularies.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, pairwise
 from typing import Protocol
@@ -53,10 +53,13 @@ def _micros(timestamp: datetime) -> int:
 
 @dataclass
 class PreparedRanking:
-    """A user's learned ranking (best first) and exploration picks."""
+    """A user's learned ranking (best first) and exploration picks; with a visit in progress,
+    the lists that follow it (services/feeds.py: visit_lists) and its newest event."""
 
     ranked: list[Candidate]
     explore: list[Candidate]
+    visit: dict[str, list[Candidate]] = field(default_factory=dict)
+    newest: datetime | None = None  # the history's newest event, when the visit lists are set
 
     def give_reasons(self, candidates: list[Candidate]) -> None:
         """Give the reasons to those of `candidates` made without them (the page's: a page
@@ -64,7 +67,9 @@ class PreparedRanking:
 
 
 # The form of a ranking a worker computed and shares (migration 0013); another form is ignored.
-_SHARED_FORM = 1
+_SHARED_FORM = 2
+# A visit list's head is what a shared page can use (pages of up to PAGE items).
+SHARED_VISIT_CANDIDATES = 60
 
 
 def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
@@ -72,7 +77,9 @@ def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
     ranked (catalog positions), as JSON with product ids: another worker's catalog may hold
     the same products at other positions (one loaded after products were imported, say). A
     reason is its kind (signal, text around the anchor: a few per ranking) and its anchor."""
-    candidates = ranking.ranked + ranking.explore
+    visit = {name: found[:SHARED_VISIT_CANDIDATES] for name, found in ranking.visit.items()}
+    candidates = ranking.ranked + ranking.explore + [c for found in visit.values() for c in found]
+    counts = [len(ranking.ranked), len(ranking.explore), *(len(f) for f in visit.values())]
     kinds = _Vocabulary()
     # Candidates share Reason objects (one per source and anchor): each is taken apart once.
     parts_of: dict[int, tuple[int, str | None]] = {}
@@ -88,12 +95,14 @@ def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
     return orjson.dumps(
         [
             _SHARED_FORM,
-            len(ranking.ranked),
+            counts,
             ids[[c.position for c in candidates]].tolist(),
             [c.score for c in candidates],
             kinds.values(),
             reasons,
             ids[seen].tolist(),
+            list(visit),
+            _micros(ranking.newest) if ranking.newest is not None else None,
         ]
     )
 
@@ -119,13 +128,19 @@ def read_shared_ranking(payload: bytes, position_of: dict[str, int]) -> Prepared
     """A ranking `shared_ranking` wrote, with its `seen` positions; None when it is not one or
     names a product this catalog lacks (the request then computes the ranking itself)."""
     try:
-        form, ranked_count, ids, scores, kinds, reasons, seen_ids = orjson.loads(payload)
+        form, counts, ids, scores, kinds, reasons, seen_ids, names, newest = orjson.loads(payload)
         if form != _SHARED_FORM:
             return None
         positions = [position_of[i] for i in ids]
         seen = [position_of[i] for i in seen_ids]
         reading = _SharedReasons(kinds)
-        ranking = _read_ranking(positions, scores, reasons, ranked_count, reading)
+        ranking = _read_ranking(positions, scores, reasons, counts[0], reading)
+        explore, at = ranking.explore, counts[1]
+        ranking.explore = explore[:at]
+        for name, count in zip(names, counts[2:], strict=True):
+            ranking.visit[name] = explore[at : at + count]
+            at += count
+        ranking.newest = None if newest is None else _EPOCH + timedelta(microseconds=newest)
     except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
         return None
     ranking.seen = seen
@@ -173,7 +188,9 @@ def _read_ranking(
     """Candidates without their reasons, the first `ranked_count` the ranked list."""
     made = [Candidate(p, score) for p, score in zip(positions, scores, strict=True)]
     pending_reasons = dict(zip(map(id, made), pending, strict=True))
-    return _ReadRanking(made[:ranked_count], made[ranked_count:], reading, pending_reasons)
+    return _ReadRanking(
+        made[:ranked_count], made[ranked_count:], reading=reading, pending_reasons=pending_reasons
+    )
 
 
 class _Vocabulary:
@@ -289,16 +306,18 @@ class HomeRankings:
             return None
         return self._read(to_catalog, slot)
 
-    def stamp(self, user_id: str, since: datetime) -> int | None:
-        """The user's history stamp when training read the events it ranked, if it is known and
-        none of those events is older than `since` (the request's window); else None."""
+    def stamp(self, user_id: str, since: datetime, visit_since: datetime) -> int | None:
+        """The user's history stamp when training read the events it ranked, if it is known,
+        none of those events is older than `since` (the request's window) and none is newer
+        than `visit_since` (a visit in progress); else None."""
         slot = self.slots.get(user_id)
         stamps = self.arrays.get("home_stamps")
         if slot is None or stamps is None:
             return None
         stamp = int(stamps[slot])
-        oldest = int(self.arrays["home_fingerprints"][slot, 2])
-        return stamp if stamp >= 0 and oldest >= _micros(since) else None
+        _, newest, oldest = self.arrays["home_fingerprints"][slot].tolist()
+        fresh = oldest >= _micros(since) and newest < _micros(visit_since)
+        return stamp if stamp >= 0 and fresh else None
 
     def unread_ranking(self, to_catalog: np.ndarray, user_id: str) -> PreparedRanking:
         """The user's prepared ranking and clicked products (`seen`, catalog positions), for a

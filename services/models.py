@@ -18,6 +18,7 @@ from services.artifacts import (
     verify_checksums,
 )
 from services.home_rankings import HomeRankings, PreparedRanking
+from services.query_words import QueryWords
 from services.ranking import RANKER_FILE, Ranker
 from services.search import Fused, prepared_fused
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
@@ -64,10 +65,12 @@ class ModelBundle:
         """Training's home ranking of the user if it saw exactly these events, else None."""
         return self.home_rankings.ranking(self.to_catalog, user_id, events)
 
-    def prepared_home_stamp(self, user_id: str, since: datetime) -> int | None:
+    def prepared_home_stamp(
+        self, user_id: str, since: datetime, visit_since: datetime
+    ) -> int | None:
         """The history stamp under which the user's prepared ranking holds without reading the
         user's events (services/home_rankings.py), or None."""
-        return self.home_rankings.stamp(user_id, since)
+        return self.home_rankings.stamp(user_id, since, visit_since)
 
     def unread_prepared_home(self, user_id: str) -> PreparedRanking:
         """The prepared ranking of a user whose stamp matched, with its `seen` products."""
@@ -86,6 +89,12 @@ class ModelBundle:
         """The semantic path's weight in search fusion, learned by training (1.0 before)."""
         learned = self.arrays.get("search_semantic_weight")
         return 1.0 if learned is None else float(learned[0])
+
+    @cached_property
+    def query_words(self) -> QueryWords:
+        """The lexical index's words by stem, with typo correction (services/query_words.py)."""
+        indptr = self.arrays["tfidf_indptr"]
+        return QueryWords(self.arrays["tfidf_vocabulary"].tolist(), np.diff(indptr))
 
     @cached_property
     def home_rankings(self) -> HomeRankings:

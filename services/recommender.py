@@ -113,49 +113,107 @@ def diverse_candidates(
     return source
 
 
-def mix(
-    ranked: list[Candidate],
-    diverse: list[Candidate],
-    *,
-    diverse_share: float,
-    max_per_sub_category: int,
-    sub_category: np.ndarray,
-    n: int,
-) -> list[Candidate]:
-    """The page the shopper sees: the ranked list with `diverse_share` of the first n slots
-    given to exploration picks (evenly spread, never the first slot), and no more than
-    `max_per_sub_category` items of one sub-category among them (the rest move down). A pick
-    may come from lower down the ranked list: it moves up, it is not repeated.
+@dataclass
+class Share:
+    """One part of a composed page: its share of the slots and its candidates, best first."""
 
-    Returns all of `ranked` (and the diverse picks used), the first n mixed, then the rest.
+    name: str
+    share: float
+    candidates: list[Candidate]
+
+
+PAGE_BLOCK = 10  # the sub-category cap holds within each block of this many slots
+
+
+def compose(
+    shares: list[Share],
+    *,
+    n: int,
+    product_group: np.ndarray,
+    sub_category: np.ndarray,
+    max_per_sub_category: int,
+    exclude_groups: Iterable[int] = (),
+) -> list[Candidate]:
+    """A page made of shares: slot by slot, a share takes its next candidate in proportion to its
+    part (D'Hondt's rule), so each share's order is kept and the first n slots hold each share's
+    part (one exploration slot in ten at 0.1 comes tenth). A product (any listing of its
+    group) appears once; no more than `max_per_sub_category` items of one sub-category in a block of
+    PAGE_BLOCK slots (a capped candidate waits for the next block). A share with no candidate
+    left gives its slots to the others. Slot k does not depend on n, so pages of the same
+    shares join exactly.
+
+    Returns the n composed items, then the candidates left over (the next page exists).
     """
+    live = [s for s in shares if s.share > 0 and s.candidates]
+    total = sum(s.share for s in live) or 1.0
+    taken_groups = set(exclude_groups)
+    queues = [_ShareQueue(s.share / total, s.candidates) for s in live]
+    page: list[Candidate] = []
     per_sub: dict = {}
-    head: list[Candidate] = []
-    held_back: list[Candidate] = []
-    for at, candidate in enumerate(ranked):
-        if len(head) >= n:
-            held_back += ranked[at:]  # the head is full: the rest keep their order
+    while len(page) < n and queues:
+        if len(page) % PAGE_BLOCK == 0:
+            per_sub = {}
+        # D'Hondt: the share with the most slots owed per slot taken (ties: the earlier share),
+        # so a small share's slot comes at the end of its stretch, not before larger ones.
+        order = sorted(
+            range(len(queues)), key=lambda i: (-queues[i].part / (queues[i].taken + 1), i)
+        )
+        picked = None
+        for capped in (True, False):  # all capped: the best share's next candidate anyway
+            for i in order:
+                picked = queues[i].next(
+                    taken_groups, product_group, sub_category, per_sub, max_per_sub_category, capped
+                )
+                if picked is not None:
+                    queues[i].taken += 1
+                    break
+            if picked is not None:
+                break
+        if picked is None:
             break
-        key = sub_category[candidate.position]
-        count = per_sub.get(key, 0)
-        if count >= max_per_sub_category:
-            held_back.append(candidate)
-            continue
-        per_sub[key] = count + 1
-        head.append(candidate)
-    slots = int(round(diverse_share * n))
-    in_head = {c.position for c in head}
-    picks: list[Candidate] = []
-    for candidate in diverse:
-        if len(picks) == slots:
-            break
-        if candidate.position not in in_head:
-            picks.append(candidate)
-            in_head.add(candidate.position)
-    if picks:
-        picked = {c.position for c in picks}
-        held_back = [c for c in held_back if c.position not in picked]
-        step = max(2, n // len(picks))
-        for i, pick in enumerate(picks):
-            head.insert(min(len(head), step * (i + 1) - 1), pick)
-    return head + held_back
+        taken_groups.add(int(product_group[picked.position]))
+        key = sub_category[picked.position]
+        per_sub[key] = per_sub.get(key, 0) + 1
+        page.append(picked)
+        queues = [q for q in queues if not q.exhausted()]
+    rest = [
+        c
+        for q in queues
+        for c in q.remaining()
+        if int(product_group[c.position]) not in taken_groups
+    ]
+    return page + rest
+
+
+class _ShareQueue:
+    def __init__(self, part: float, candidates: list[Candidate]):
+        self.part = part
+        self.taken = 0
+        self._candidates = candidates
+        self._at = 0
+        self._waiting: list[Candidate] = []  # capped in the current block
+
+    def next(self, taken_groups, product_group, sub_category, per_sub, cap, capped):
+        """The share's next candidate not on the page yet (within the cap when `capped`)."""
+        for i, candidate in enumerate(self._waiting):
+            if int(product_group[candidate.position]) in taken_groups:
+                continue
+            if not capped or per_sub.get(sub_category[candidate.position], 0) < cap:
+                del self._waiting[i]
+                return candidate
+        while self._at < len(self._candidates):
+            candidate = self._candidates[self._at]
+            self._at += 1
+            if int(product_group[candidate.position]) in taken_groups:
+                continue
+            if capped and per_sub.get(sub_category[candidate.position], 0) >= cap:
+                self._waiting.append(candidate)
+                continue
+            return candidate
+        return None
+
+    def exhausted(self) -> bool:
+        return self._at >= len(self._candidates) and not self._waiting
+
+    def remaining(self) -> list[Candidate]:
+        return self._waiting + self._candidates[self._at :]

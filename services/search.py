@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from services.artifacts import packed_string, packed_strings
+from services.query_words import stems
 from services.recommender import Reason
 from services.sources import members
 from services.synonyms import ExpandedQuery
@@ -48,10 +49,13 @@ def expanded_concepts(expanded: ExpandedQuery) -> Concepts:
     concepts = []
     for concept in expanded.concepts:
         alternatives = []
+        typed = stems(query_terms(concept.typed))
         for phrase in concept.alternatives:
             terms = _content_terms(phrase)
             if terms:
-                alternatives.append((terms, 1.0 if phrase == concept.typed else SYNONYM_WEIGHT))
+                # The typed words in another form ("headphone" for "headphones") weigh as typed.
+                as_typed = phrase == concept.typed or stems(query_terms(phrase)) == typed
+                alternatives.append((terms, 1.0 if as_typed else SYNONYM_WEIGHT))
         if alternatives:
             concepts.append(alternatives)
     return concepts
@@ -138,12 +142,10 @@ def _phrase_postings(bundle, terms: tuple[str, ...]) -> tuple[np.ndarray, np.nda
     )
     rows = weights = None
     for term in terms:
-        column = bundle.vocabulary.get(term)
-        if column is None:
+        columns = bundle.query_words.columns(term)  # its stem's words, or a typo's correction
+        if not columns:
             return None
-        start, end = indptr[column], indptr[column + 1]
-        term_rows = np.asarray(indices[start:end])
-        term_weights = np.asarray(data[start:end]) * idf[column]
+        term_rows, term_weights = _postings(indptr, indices, data, idf, columns)
         if rows is None:
             rows, weights = term_rows, term_weights
             continue
@@ -154,6 +156,23 @@ def _phrase_postings(bundle, terms: tuple[str, ...]) -> tuple[np.ndarray, np.nda
         if len(rows) == 0:
             return None
     return rows, weights
+
+
+def _postings(indptr, indices, data, idf, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (sorted, unique) having any of the words of `columns`, and their best TF-IDF weight
+    among them."""
+    if len(columns) == 1:
+        column = columns[0]
+        start, end = indptr[column], indptr[column + 1]
+        return np.asarray(indices[start:end]), np.asarray(data[start:end]) * idf[column]
+    rows = np.concatenate([np.asarray(indices[indptr[c] : indptr[c + 1]]) for c in columns])
+    weights = np.concatenate(
+        [np.asarray(data[indptr[c] : indptr[c + 1]]) * idf[c] for c in columns]
+    )
+    unique, inverse = np.unique(rows, return_inverse=True)
+    best = np.zeros(len(unique))
+    np.maximum.at(best, inverse, weights)
+    return unique, best
 
 
 def semantic_search(

@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.query_words import stems
+
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 Phrase = tuple[str, ...]
 
@@ -47,6 +49,10 @@ class ExpandedQuery:
     def expansions(self) -> list[Concept]:
         return [c for c in self.concepts if c.expanded]
 
+    def alternatives(self) -> list[str]:
+        """Every phrase any concept may be matched by, typed or synonym."""
+        return [a for c in self.concepts for a in c.alternatives]
+
     def expanded_terms(self) -> list[str]:
         """Phrases the query was expanded with (not those typed)."""
         return [a for c in self.expansions for a in c.alternatives if a != c.typed]
@@ -56,6 +62,11 @@ class Synonyms:
     def __init__(self, rules: dict[Phrase, list[Phrase]]):
         self.rules = rules
         self.longest = max((len(key) for key in rules), default=0)
+        # An entry matches the query's words by stem too: "headphone" finds "headphones, ...".
+        self.by_stem: dict[Phrase, list[Phrase]] = {}
+        for key, targets in rules.items():
+            known = self.by_stem.setdefault(stems(key), [])
+            known.extend(t for t in targets if t not in known)
 
     @classmethod
     def parse(cls, text: str) -> "Synonyms":
@@ -92,7 +103,7 @@ class Synonyms:
         while i < len(query_words):
             for length in range(min(self.longest, len(query_words) - i), 0, -1):
                 phrase = query_words[i : i + length]
-                targets = self.rules.get(phrase)
+                targets = self.rules.get(phrase) or self.by_stem.get(stems(phrase))
                 if targets:
                     concepts.append(Concept(" ".join(phrase), [" ".join(t) for t in targets]))
                     i += length

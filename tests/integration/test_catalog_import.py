@@ -129,10 +129,10 @@ async def test_every_listing_and_alias_is_imported_and_served(conn, tmp_path):
     position = catalog.position_of["B0AAAAAAA1"]
     assert catalog.position_of["B0AAAAAAA4"] == catalog.position_of["B0AAAAAAA2"]
     # The category filter and the category's top list see the second listing too.
-    assert catalog.matches(position, "Running", None, None)
-    assert catalog.matching([position], "sports", None, None).tolist() == [True]
+    assert catalog.matches(position, catalog.resolve_category("running"), None, None)
+    assert catalog.matching([position], ("sports",), None, None).tolist() == [True]
     assert position in catalog.top_by_category["sports"].tolist()
-    assert not catalog.matches(catalog.position_of["B0AAAAAAA2"], "Running", None, None)
+    assert not catalog.matches(catalog.position_of["B0AAAAAAA2"], ("Running",), None, None)
 
 
 async def test_an_import_whose_parse_rates_collapse_is_refused(conn, tmp_path):

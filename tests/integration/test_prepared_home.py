@@ -44,8 +44,11 @@ async def test_prepared_home_rankings_equal_computed_ones(
     assert min(registry.values()) >= 1  # the simulation's writes changed them
     # Once an event of the ranked history leaves the window, the stamp alone is not enough.
     someone, now = prepared_users[0], datetime.now(UTC)
-    assert bundle.prepared_home_stamp(someone, now - timedelta(days=30)) == registry[someone]
-    assert bundle.prepared_home_stamp(someone, now + timedelta(days=1)) is None
+    window, visit = now - timedelta(days=30), now - timedelta(minutes=30)
+    assert bundle.prepared_home_stamp(someone, window, visit) == registry[someone]
+    assert bundle.prepared_home_stamp(someone, now + timedelta(days=1), visit) is None
+    # A visit in progress (an event of the history within it): its events must be read.
+    assert bundle.prepared_home_stamp(someone, window, now - timedelta(days=60)) is None
     # The same version without the prepared rankings: every request computes its own.
     computing = load_bundle(result.folder, len(catalog), catalog.position_of)
     computing.arrays = {k: v for k, v in computing.arrays.items() if not k.startswith("home_")}

@@ -115,3 +115,23 @@ def test_a_shared_ranking_this_catalog_cannot_read_is_ignored():
     assert read_shared_ranking(b"not json", {}) is None
     assert read_shared_ranking(b"[99, 1, [], [], [], [], []]", {}) is None  # another form
     assert read_shared_ranking(b'{"form": 1}', {}) is None
+
+
+def test_a_shared_ranking_keeps_the_lists_of_a_visit_in_progress():
+    ranking = _user("a", [5, 9, 2], [11]).ranking
+    ranking.visit = {
+        "clicked": [Candidate(4, 0.9, [Reason("session", "B000000003", "after B000000003")])],
+        "search": [Candidate(8, 0.5, [Reason("search", "mat", "matches 'mat'")])],
+    }
+    ranking.newest = datetime(2026, 12, 1, 10, 30, tzinfo=UTC)
+    ids = np.array([f"B0{p:08d}" for p in range(12)], dtype=object)
+    read = read_shared_ranking(shared_ranking(ranking, [3], ids), {i: p for p, i in enumerate(ids)})
+    assert [c.position for c in read.ranked] == [5, 9, 2]
+    assert [c.position for c in read.explore] == [11]
+    assert {name: [c.position for c in found] for name, found in read.visit.items()} == {
+        "clicked": [4],
+        "search": [8],
+    }
+    read.give_reasons(read.visit["clicked"])
+    assert read.visit["clicked"][0].reasons == ranking.visit["clicked"][0].reasons
+    assert read.newest == ranking.newest

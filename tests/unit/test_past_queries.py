@@ -80,7 +80,9 @@ def test_prepared_past_queries_equal_what_serving_computes(content):
 def test_search_retrieval_is_reused_for_the_same_bundle_only(content):
     catalog, arrays = content
     served = _bundle(catalog, arrays)
-    search = SearchSettings(candidates=20, rrf_k=60, min_similarity=0.3, personal_boost=0.1)
+    search = SearchSettings(
+        candidates=20, rrf_k=60, min_similarity=0.3, personal_boost=0.1, category_boost=1.0
+    )
     query = catalog["name"][0].split()[1].lower()
     expanded = served.synonyms.expand(query)
     first = _fused(served, query, expanded, None, search)

