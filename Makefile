@@ -42,8 +42,12 @@ train: import
 trending: import
 	$(PY) -m ml.update_trending
 
+# /metrics adds up every worker's samples from one shared folder, emptied at each start.
+METRICS_DIR ?= data/metrics
 run: import data/artifacts/current
-	$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	rm -rf $(METRICS_DIR) && mkdir -p $(METRICS_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(abspath $(METRICS_DIR)) \
+		$(PY) -m uvicorn main:app --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q

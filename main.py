@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from config.logging import configure_logging
@@ -27,7 +28,7 @@ from database.products import other_listings, product_aliases
 from database.server import release_embedded_server, start_embedded_server
 from database.training import fetch_catalog
 from database.trending import fetch_trending, trending_computed_at
-from routers import admin, health, interactions, recommendations
+from routers import admin, api_docs, catalog, health, interactions, recommendations
 from routers import metrics as metrics_router
 from routers.hot_routes import HotRoutes
 from routers.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -252,6 +253,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Hybrid product recommendations for an e-commerce catalog.",
         lifespan=lifespan,
         telemetry=None if settings.opentelemetry else TELEMETRY_OFF,
+        docs_url=None,  # served from the installed assets instead of a CDN: routers/api_docs.py
+        redoc_url=None,
     )
     install_problem_handlers(app)
     install_problem_docs(app)
@@ -266,13 +269,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, limit=MAX_BODY_BYTES)
     balance = worker_balance() if settings.balance_workers else None
     app.add_middleware(RequestContextMiddleware, balance=balance)
+    if settings.cors_origins:  # outermost: a preflight is answered before anything else
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
     app.include_router(health.router)
     app.include_router(interactions.router)
     app.include_router(recommendations.router)
+    app.include_router(catalog.router)
     app.include_router(admin.router)
     app.include_router(metrics_router.router)
     # The storefront demo and the model dashboard: static pages calling the API above.
     app.mount("/demo", StaticFiles(directory=WEB_DIR, html=True), name="demo")
+    api_docs.install(app)
     return app
 
 

@@ -209,8 +209,8 @@ class RecommendationQuery(BaseModel):
         | None
     ) = Field(
         default=None,
-        description="Main or sub-category to keep (any it is listed under); not blank, no "
-        "control characters.",
+        description="Main or sub-category to keep (any it is listed under), in any case; an "
+        "unknown one is a 422 naming close ones (GET /categories lists them).",
         examples=["Headphones"],
     )
     min_price: float | None = Field(
@@ -281,13 +281,46 @@ class SearchQuery(RecommendationQuery):
         return value
 
 
+# Every source a recommended item can owe its place to.
+Signal = Literal[
+    "similar",  # content (TF-IDF) neighbour of the anchor product
+    "co_click",  # often clicked in the same visits as the anchor product
+    "collaborative",  # item-CF neighbour of the anchor product
+    "item_model",  # EASE: goes with the anchor product for shoppers like this one
+    "session",  # session-kNN: what visits like this one went on to
+    "search",  # matches the anchor search term
+    "semantic",  # close in meaning to the anchor search term
+    "personal",  # in a sub-category the shopper often looks at (the anchor)
+    "trending",
+    "popular",
+    "category_popular",  # popular in a category the shopper likes (the anchor)
+    "best_value",
+    "top_category",  # among the best of the anchor category
+    "explore",  # from a category the shopper has not looked at much (the anchor)
+]
+
+
 class ReasonOut(BaseModel):
-    signal: str = Field(
-        description="similar, co_click, collaborative, search, semantic, personal, trending, "
-        "popular, best_value, top_category or explore"
+    signal: Signal
+    anchor: str | None = Field(
+        description="The product id, search term or category name behind it (the text names "
+        "a product by its name and a category by its display name)."
     )
-    anchor: str | None = Field(description="The product id, search term or category behind it.")
     text: str
+
+
+class SubCategoryOut(BaseModel):
+    name: str = Field(description="As the filters and products name it.")
+    display_name: str
+    products: int
+
+
+class CategoryOut(SubCategoryOut):
+    sub_categories: list[SubCategoryOut]
+
+
+class CategoriesOut(BaseModel):
+    categories: list[CategoryOut]
 
 
 class RecommendedProduct(BaseModel):
@@ -317,6 +350,12 @@ class RecommendationsOut(BaseModel):
     model_version: str | None
     limit: int
     offset: int
+    next_offset: int | None = Field(
+        description="The offset of the next page; null at the end of the list."
+    )
+    empty_reason: Literal["past_the_end", "filters_match_nothing", "no_candidates"] | None = Field(
+        description="Why `items` is empty (null when it is not)."
+    )
 
 
 DEGRADED = Field(
@@ -338,10 +377,18 @@ class ExpansionOut(BaseModel):
     expanded_to: list[str]
 
 
+class CorrectionOut(BaseModel):
+    term: str
+    corrected_to: str
+
+
 class SearchOut(RecommendationsOut):
     query: str = Field(description="The query as searched (trimmed, normalised).")
     expansions: list[ExpansionOut]
     expanded_terms: list[str] = Field(description="Phrases added by synonyms.")
+    corrections: list[CorrectionOut] = Field(
+        description="Words the catalog does not know, searched as the closest word it does."
+    )
     fallback_reason: str | None = Field(
         description="Why these are not search matches: no_match_used_associations, "
         "no_match_used_trending or no_models_used_trending; null for real matches."

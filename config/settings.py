@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     # names, real queries ("television", "wireless thing for ears") reach 0.40-0.68.
     search_min_similarity: float = Field(default=0.38, ge=-1, le=1)
     search_personal_boost: float = Field(default=0.1, ge=0)  # x (1 + boost * profile affinity)
+    # x (1 + boost) for products of a sub-category the query names ("fridge": Refrigerators)
+    search_category_boost: float = Field(default=1.0, ge=0)
     search_torch_threads: int = Field(default=1, ge=1)  # per worker, for the query embedding
     query_vector_cache_size: int = Field(default=4096, ge=0)  # recent query embeddings per worker
     # The most frequent queries of the event log are embedded by training: no encoder call
@@ -128,6 +130,17 @@ class Settings(BaseSettings):
     retrain_nice: int = Field(default=10, ge=0, le=19)  # CPU priority of the training process
     retention_days: int = Field(default=90, ge=1)  # interaction rows older than this are deleted
     activity_retention_days: int = Field(default=400, ge=1)  # hourly rollup rows
+
+    # Browser origins allowed to call the API (CORS), comma-separated, e.g.
+    # "https://shop.example.com,http://localhost:3000"; "*" allows any. Empty: no CORS headers.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def comma_separated(cls, value):
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     # Admin endpoints (/admin/*) need this key in the X-API-Key header; unset: admin disabled.
     admin_api_key: SecretStr | None = None

@@ -73,6 +73,18 @@ def _field_of(error: dict) -> str:
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # A body that is not JSON at all is a malformed request (400), not a field to correct.
+    invalid_json = [e for e in exc.errors() if e["type"] == "json_invalid"]
+    if invalid_json:
+        error = invalid_json[0]
+        where = error["loc"][-1] if len(error["loc"]) > 1 else "?"
+        reason = (error.get("ctx") or {}).get("error", error["msg"])
+        return problem_response(
+            request,
+            400,
+            f"The body is not valid JSON: {reason} (at character {where})",
+            problem_type="invalid-json",
+        )
     errors = [
         ProblemFieldError(field=_field_of(error), message=error["msg"], type=error["type"])
         for error in exc.errors()

@@ -19,6 +19,7 @@ from schemas import (
     HomeOut,
     HomeQuery,
     Problem,
+    ProblemFieldError,
     RecommendationQuery,
     RecommendationsOut,
     SearchOut,
@@ -27,6 +28,7 @@ from schemas import (
     SimilarQuery,
 )
 from services import metrics
+from services.catalog import UnknownCategory
 from services.feeds import (
     Feed,
     Filters,
@@ -41,12 +43,14 @@ from services.feeds import (
 from services.history import ComputedRanking, ReadHistory
 from services.home_rankings import read_shared_ranking
 from services.lru import LRU
+from services.reasons import ReadableReasons
 from services.text_encoder import embed_query, warm_up
 from services.variants import assign_variant
 
 logger = logging.getLogger(__name__)
 # Every endpoint here takes the request alone (and a path parameter): see RequestRoute.
 router = APIRouter(prefix="/recommendations", tags=["recommendations"], route_class=RequestRoute)
+_readable_reasons = ReadableReasons()
 PROBLEMS = {404: {"model": Problem}, 422: {"model": Problem}}
 
 
@@ -56,11 +60,13 @@ def _page(request: Request, feed: Feed, query: RecommendationQuery) -> dict:
     ranking them (the models still document the response in OpenAPI)."""
     catalog = request.app.state.catalog
     bundle = request.app.state.models.bundle
-    page = feed.items[query.offset : query.offset + query.limit]
+    end = query.offset + query.limit
+    page = feed.items[query.offset : end]
     products = catalog.products([candidate.position for candidate in page])
-    # Reasons are dataclasses: orjson writes their fields (signal, anchor, text) as objects.
+    reasons = _readable_reasons.of
     items = [
-        product | {"score": round(candidate.score, 6), "reasons": candidate.reasons}
+        product
+        | {"score": round(candidate.score, 6), "reasons": reasons(catalog, candidate.reasons)}
         for product, candidate in zip(products, page, strict=True)
     ]
     return {
@@ -70,7 +76,24 @@ def _page(request: Request, feed: Feed, query: RecommendationQuery) -> dict:
         "model_version": bundle.version if bundle else None,
         "limit": query.limit,
         "offset": query.offset,
+        # A feed is computed a little beyond the page: more items means another page exists.
+        "next_offset": end if len(feed.items) > end else None,
+        "empty_reason": None if items else _empty_reason(feed, query),
     }
+
+
+def _empty_reason(feed: Feed, query: RecommendationQuery) -> str:
+    """Why a page has no items: it starts past the end of the list, the filters let nothing
+    through, or nothing could be recommended."""
+    if feed.items:
+        return "past_the_end"
+    if _filters_given(query):
+        return "filters_match_nothing"
+    return "no_candidates"
+
+
+def _filters_given(query: RecommendationQuery) -> bool:
+    return query.category is not None or query.min_price is not None or query.max_price is not None
 
 
 def _response(request: Request, feed: Feed, query: RecommendationQuery) -> FastJSONResponse:
@@ -137,8 +160,27 @@ async def _torch_embedding(app, text: str) -> np.ndarray:
     return await run_in_threadpool(embed_query, text)
 
 
-def _filters(query: RecommendationQuery) -> Filters:
-    return Filters(query.category, query.min_price, query.max_price)
+def _filters(request: Request, query: RecommendationQuery) -> Filters:
+    """The query's filters, its category as the catalog names it (any case; main or sub)."""
+    categories = None
+    if query.category is not None:
+        try:
+            categories = request.app.state.catalog.resolve_category(query.category)
+        except UnknownCategory as exc:
+            close = f"; did you mean: {', '.join(exc.close)}?" if exc.close else ""
+            raise ProblemError(
+                422,
+                f"unknown category {query.category!r}{close} (GET /categories lists them)",
+                problem_type="unknown-category",
+                errors=[
+                    ProblemFieldError(
+                        field="query.category",
+                        message=f"unknown category; close: {exc.close}",
+                        type="unknown_category",
+                    )
+                ],
+            ) from None
+    return Filters(categories, query.min_price, query.max_price)
 
 
 @router.get(
@@ -157,13 +199,15 @@ async def home(request: Request):
     since = now - timedelta(days=settings.history_days)
     variant = assign_variant(query.user_id, request.app.state.variants, settings.ab_salt)
     bundle = request.app.state.models.bundle  # the same version for the read and the ranking
+    filters = _filters(request, query)
     stamp = unread_history_stamp(
         bundle=bundle,
         user_id=query.user_id,
         since=since,
+        now=now,
         ranker=variant.ranker,
         prepared=settings.serve_prepared_home,
-        filters=_filters(query),
+        filters=filters,
         exclude_seen=query.exclude_seen,
         n=query.offset + query.limit,
     )
@@ -172,7 +216,7 @@ async def home(request: Request):
         version = shared_ranking_version(
             bundle=bundle,
             ranker=variant.ranker,
-            filters=_filters(query),
+            filters=filters,
             exclude_seen=query.exclude_seen,
             n=query.offset + query.limit,
         )
@@ -192,7 +236,7 @@ async def home(request: Request):
         weights=variant.weights,
         boost_weight=settings.trending_boost,
         n=query.offset + query.limit,
-        filters=_filters(query),
+        filters=filters,
         exclude_seen=query.exclude_seen,
         now=now,
         ranker=variant.ranker,
@@ -262,7 +306,7 @@ async def similar_products(
         catalog=catalog,
         bundle=request.app.state.models.bundle,
         position=position,
-        filters=_filters(query),
+        filters=_filters(request, query),
         mode=query.mode,
     )
     return _response(request, feed, query)
@@ -293,7 +337,7 @@ async def session(request: Request):
         trending=request.app.state.trending,
         clicked=clicked,
         n=query.offset + query.limit,
-        filters=_filters(query),
+        filters=_filters(request, query),
         exclude_seen=query.exclude_seen,
     )
     return _response(request, feed, query)
@@ -328,10 +372,10 @@ async def search(request: Request):
         query_vector=query_vector,
         events=events,
         user_id=query.user_id,
-        filters=_filters(query),
+        filters=_filters(request, query),
         settings=SearchSettings.of(settings),
         now=now,
-        n=query.offset + query.limit,
+        n=query.offset + query.limit + 1,  # one more: whether a next page exists
     )
     expanded = feed.expanded
     return FastJSONResponse(
@@ -343,6 +387,7 @@ async def search(request: Request):
                 for e in (expanded.expansions if expanded else [])
             ],
             "expanded_terms": expanded.expanded_terms() if expanded else [],
+            "corrections": [{"term": t, "corrected_to": c} for t, c in feed.corrections],
             "fallback_reason": feed.fallback_reason,
             "degraded": degraded,
         }

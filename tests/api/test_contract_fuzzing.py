@@ -34,15 +34,17 @@ async def fuzz_database(server_url, template_database):
     """A database cloned from the test template, and a product id of its catalog."""
     async with cloned_database(server_url, template_database, "rec_fuzz") as url:
         conn = await asyncpg.connect(url)
-        product_id = await conn.fetchval("SELECT id FROM products ORDER BY id LIMIT 1")
+        product_id, category = await conn.fetchrow(
+            "SELECT id, sub_category FROM products ORDER BY id LIMIT 1"
+        )
         await conn.close()
-        yield url, product_id
+        yield url, product_id, category
 
 
 @pytest.fixture(scope="module")
 def live_server(fuzz_database, tmp_path_factory):
     """The service under uvicorn, as ops run it: (base URL, a product id of its catalog)."""
-    url, product_id = fuzz_database
+    url, product_id, category = fuzz_database
     env = os.environ | {
         "DATABASE_URL": url,
         "ARTIFACTS_DIR": str(tmp_path_factory.mktemp("fuzz-artifacts")),
@@ -51,7 +53,7 @@ def live_server(fuzz_database, tmp_path_factory):
     }
     base, process = start_server(env, workers=1)
     try:
-        yield base, product_id
+        yield base, product_id, category
     finally:
         process.terminate()
         process.wait(30)
@@ -64,10 +66,12 @@ def _number(value) -> float | None:
         return None
 
 
-def _within_rules_openapi_cannot_say(case, product_id: str) -> None:
-    """Rules the document gives in words, not in JSON Schema: min_price <= max_price, and a
-    timestamp within 365 days before now (relative to the clock)."""
+def _within_rules_openapi_cannot_say(case, product_id: str, category: str) -> None:
+    """Rules the document gives in words, not in JSON Schema: min_price <= max_price, a
+    timestamp within 365 days before now (relative to the clock), a category of the catalog."""
     query = case.query or {}
+    if isinstance(query.get("category"), str) and query["category"].strip():
+        query["category"] = category.upper()  # any case names it
     low, high = _number(query.get("min_price")), _number(query.get("max_price"))
     if low is not None and high is not None and low > high:
         query["min_price"], query["max_price"] = query["max_price"], query["min_price"]
@@ -88,8 +92,8 @@ def _within_rules_openapi_cannot_say(case, product_id: str) -> None:
     suppress_health_check=list(HealthCheck),
 )
 def test_every_operation_answers_as_documented(case, live_server):
-    base, product_id = live_server
-    _within_rules_openapi_cannot_say(case, product_id)
+    base, product_id, category = live_server
+    _within_rules_openapi_cannot_say(case, product_id, category)
     # The key for reading admin status; POSTs go without it (they would start real jobs).
     headers = {"X-API-Key": ADMIN_KEY} if case.method == "GET" else {}
     case.call_and_validate(base_url=base, headers=headers)

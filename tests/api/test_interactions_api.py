@@ -85,12 +85,17 @@ async def test_every_invalid_event_is_rejected_and_nothing_changes(client, conn,
     assert await _database_state(conn) == before
 
 
-async def test_malformed_json_is_a_problem(client):
-    response = await client.post(
-        "/interactions", content=b"{not json", headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 422
-    assert response.headers["content-type"] == PROBLEM
+async def test_malformed_json_is_a_400_problem(client, conn):
+    before = await _database_state(conn)
+    for path in ("/interactions", "/interactions/batch"):
+        response = await client.post(
+            path, content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert response.headers["content-type"] == PROBLEM
+        problem = response.json()
+        assert problem["type"].endswith("/invalid-json") and "not valid JSON" in problem["detail"]
+    assert await _database_state(conn) == before
 
 
 async def test_click_and_search_are_stored(client, conn, product_ids):

@@ -9,6 +9,7 @@ import pytest
 from database.products import other_listings
 from main import refresh_models
 from ml.train import train
+from services.catalog import short_name
 from services.feeds import SearchSettings, fuse_retrieval
 from services.search import search_settings
 from services.text_encoder import embed_query
@@ -101,12 +102,14 @@ async def test_user_with_clicks_gets_associations_before_trending(client, app, c
     assert (await client.post("/interactions", json=click)).status_code == 201
 
     body = await _search(client, q="xqzvbl flurbotank", user_id="shopper")
+    phone_at = app.state.catalog.position_of[phone]
     assert body["fallback_reason"] == "no_match_used_associations"
     assert body["items"][0]["id"] == case
     assert body["items"][0]["reasons"][0] == {
         "signal": "co_click",
         "anchor": phone,
-        "text": f"often clicked with {phone}",
+        # Named as a shopper reads it, not by its id.
+        "text": f"often clicked with “{short_name(app.state.catalog.product(phone_at)['name'])}”",
     }
     assert phone not in [i["id"] for i in body["items"]]
     # Without history the same query falls back to trending.
@@ -199,6 +202,7 @@ async def test_training_embeds_popular_queries_for_serving(client, app, conn, se
         rrf_k=settings.search_rrf_k,
         min_similarity=settings.search_min_similarity,
         personal_boost=settings.search_personal_boost,
+        category_boost=settings.search_category_boost,
     )
     assert set(bundle.search_queries) == {"wireless thing for ears", "kettle"}
     for query in bundle.search_queries:
@@ -223,7 +227,9 @@ async def test_lexical_retrieval_expands_synonyms_without_the_semantic_path(app)
     from services.feeds import Filters, SearchSettings, search_feed
 
     catalog, bundle = app.state.catalog, app.state.models.bundle
-    settings = SearchSettings(candidates=100, rrf_k=60, min_similarity=0.38, personal_boost=0)
+    settings = SearchSettings(
+        candidates=100, rrf_k=60, min_similarity=0.38, personal_boost=0, category_boost=1.0
+    )
 
     def lexical(query: str):
         return search_feed(
@@ -245,7 +251,9 @@ async def test_lexical_retrieval_expands_synonyms_without_the_semantic_path(app)
     assert feed.fallback_reason is None and len(feed.items) >= 5
     for candidate in feed.items[:10]:
         product = catalog.product(candidate.position)
-        assert "laptop" in product["name"].lower(), product["name"]
+        # A laptop by name, or by its sub-category ("Laptops": the index holds it too).
+        text = f"{product['name']} {product['sub_category']}".lower()
+        assert "laptop" in text, product["name"]
         assert candidate.reasons[0].signal == "search"
     assert lexical("qwxzv").fallback_reason is not None  # and nonsense finds nothing
 
