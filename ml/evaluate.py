@@ -34,6 +34,7 @@ from database.server import database_url
 from database.training import fetch_catalog, fetch_events
 from ml.evaluate_sessions import evaluate_sessions, load_sessions
 from ml.evaluate_sessions import markdown as sessions_markdown
+from ml.evaluate_visits import evaluate_visits
 from ml.train import (
     MODELS,
     previous_embeddings,
@@ -213,6 +214,9 @@ def evaluate(
             "home": lambda: _evaluate_home(
                 catalog, bundle, trending, split, settings, max_users, seed, click_share, progress
             ),
+            "home, mid-visit": lambda: _evaluate_mid_visit(
+                catalog, bundle, trending, split, settings, max_users, seed, click_share
+            ),
             "similar": lambda: _evaluate_similar(
                 catalog, bundle, split, click_share, max_users, seed
             ),
@@ -351,6 +355,29 @@ def _evaluate_home(
     return {name: s.summary(len(catalog)) for name, s in scores.items()}
 
 
+def _evaluate_mid_visit(
+    catalog, bundle, trending, split, settings, max_cases, seed, click_share
+) -> dict[str, dict]:
+    """The next click of a visit in progress (ml/evaluate_visits.py)."""
+    scores: dict[str, Scores] = {}
+
+    def score(name: str, ranked: list[int], relevant: set[int]) -> None:
+        scores.setdefault(name, Scores()).add(ranked, relevant, catalog, click_share)
+
+    evaluate_visits(
+        catalog=catalog,
+        bundle=bundle,
+        trending=trending,
+        train=split.train,
+        test=split.test,
+        settings=settings,
+        max_cases=max_cases,
+        seed=seed,
+        score=score,
+    )
+    return {name: s.summary(len(catalog)) for name, s in scores.items()}
+
+
 def _fit_ease(catalog: Catalog, events: pd.DataFrame):
     """EASE on the users' clicks of the history window (the baseline the feed must beat)."""
     clicks = events[events["event_type"] == "product_click"]
@@ -466,7 +493,7 @@ def markdown(report: dict) -> str:
         f"Search: semantic weight in fusion {report.get('search_semantic_weight')} (learned).",
         "",
     ]
-    for section in ("home", "similar", "search"):
+    for section in ("home", "home, mid-visit", "similar", "search"):
         if section not in report:
             continue
         lines += [
