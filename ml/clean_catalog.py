@@ -469,14 +469,21 @@ def _listing_quality(products: dict[str, dict]) -> dict[str, int]:
     in every list) and discounts too steep to believe (kept out of best value)."""
     rows = list(products.values())
     if not rows:
-        return {"same_product_groups": 0, "products_in_same_product_groups": 0}
+        return {
+            "same_product_groups": 0,
+            "products_in_same_product_groups": 0,
+            "implausible_discounts": 0,
+        }
 
-    def prices(column: str) -> np.ndarray:
+    def numbers(column: str) -> np.ndarray:  # NaN where missing
         return np.array([np.nan if r[column] is None else float(r[column]) for r in rows])
 
-    selling, listed = prices("discount_price"), prices("actual_price")
+    selling, listed = numbers("discount_price"), numbers("actual_price")
     groups = product_groups(
-        pa.array([r["name"] for r in rows]), np.where(np.isnan(selling), listed, selling)
+        pa.array([r["name"] for r in rows]),
+        np.where(np.isnan(selling), listed, selling),
+        numbers("ratings"),
+        numbers("no_of_ratings"),
     )
     _, sizes = np.unique(groups, return_counts=True)
     doubted = implausible_discounts(

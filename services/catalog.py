@@ -180,7 +180,9 @@ class Catalog:
         shelf = np.where(self.sub_category_code >= 0, self.sub_category_code, np.nan)
         median = pd.Series(log_price).groupby(shelf).transform("median")
         self.price_tier = log_price - median.to_numpy()
-        self.product_group = product_groups(table["name"], self.price)
+        self.product_group = product_groups(
+            table["name"], self.price, self.frame["ratings"], self.frame["no_of_ratings"]
+        )
         # The first word of the name: the brand on most listings ("boAt Airdopes 141 ...").
         first_word = pc.struct_field(pc.extract_regex(table["name"], r"^\s*(?P<word>\S*)"), [0])
         self.brand_code, _, self.brand = _codes(pc.fill_null(pc.utf8_lower(first_word), ""))
@@ -396,11 +398,17 @@ class UnknownCategory(ValueError):
 
 
 # Listings of the same product line: the same leading words of the name at the same price
-# (colours and sizes of one item), or the same name whatever the price.
+# (colours and sizes of one item), or the same name whatever the price, or the same brand and
+# model words with the same rating from the same number of ratings (the shop pools the
+# reviews of an item's variants: "boAt Bassheads 100 ... (Black)" and "... (White)").
 GROUP_NAME_WORDS = 8
+MODEL_WORDS = 3
+POOLED_RATINGS = 10  # fewer ratings than this coincide too easily
 
 
-def product_groups(names: pa.ChunkedArray | pa.Array, price: np.ndarray) -> np.ndarray:
+def product_groups(
+    names: pa.ChunkedArray | pa.Array, price: np.ndarray, ratings=None, rating_counts=None
+) -> np.ndarray:
     """A group number per product: listings of one product share it (see GROUP_NAME_WORDS)."""
     lowered = pc.utf8_lower(pc.cast(pc.fill_null(names, ""), pa.string()))
     # Splitting at spaces and stripping punctuation from the head only: a regular expression
@@ -413,16 +421,31 @@ def product_groups(names: pa.ChunkedArray | pa.Array, price: np.ndarray) -> np.n
     head = _codes(pa.chunked_array([head]))[0]
     price_code = pd.factorize(price, use_na_sentinel=False)[0]
     by_line = np.unique(head * (price_code.max(initial=0) + 1) + price_code, return_inverse=True)[1]
+    partitions = [by_name, by_line]
+    if ratings is not None and rating_counts is not None:
+        model = _codes(
+            pa.chunked_array([pc.binary_join(pc.list_slice(words, 0, MODEL_WORDS), " ")])
+        )[0]
+        counts = np.nan_to_num(np.asarray(rating_counts, float), nan=0.0)
+        rating_code = pd.factorize(np.asarray(ratings, float), use_na_sentinel=False)[0]
+        count_code = pd.factorize(counts)[0]
+        key = (model * (rating_code.max(initial=0) + 1) + rating_code) * (
+            count_code.max(initial=0) + 1
+        ) + count_code
+        pooled = np.unique(key, return_inverse=True)[1]
+        lone = np.flatnonzero(counts < POOLED_RATINGS)  # no pooled reviews to go by
+        pooled[lone] = pooled.max(initial=0) + 1 + np.arange(len(lone))
+        partitions.append(pooled)
     # A product without a name is nobody's other listing.
     unnamed = np.flatnonzero(np.asarray(pc.equal(trimmed, "")))
-    for codes in (by_name, by_line):
+    for codes in partitions:
         codes[unnamed] = codes.max(initial=0) + 1 + np.arange(len(unnamed))
     # Union of the two partitions: each product takes the smallest label of either group,
     # repeated until no label moves (a chain of listings takes a few rounds).
     labels = np.arange(len(price), dtype=np.int64)
     while True:
         before = labels.copy()
-        for codes in (by_name, by_line):
+        for codes in partitions:
             # The smallest label of each group: the first of each group after sorting by label.
             order = np.lexsort((labels, codes))
             first = np.r_[True, codes[order][1:] != codes[order][:-1]]

@@ -702,8 +702,9 @@ def visit_lists(
 ) -> dict[str, list[Candidate]]:
     """What follows the visit of the newest event (events newest first): "clicked", what
     shoppers went on to after visits like it (session-kNN over its clicks, then the last
-    click's co-click and item-CF neighbours), then what is like its clicks (content);
-    "search", the matches of its searches as the search endpoint finds them."""
+    click's co-click and item-CF neighbours), then what is like its clicks (content), those of
+    the visit's sub-categories first; "search", the matches of its searches as the search
+    endpoint finds them."""
     visit = current_visit(events, events[0]["timestamp"])
     lists = {}
     clicked = click_sequence(catalog, visit)
@@ -716,9 +717,12 @@ def visit_lists(
         # Then what is like the clicked products, for a visit few past visits resemble.
         alike = _ranked(clicked_source(catalog, bundle, list(clicks.items()), ("content",)))
         taken = {c.position for c in went_on}
-        lists["clicked"] = (went_on + [c for c in alike if c.position not in taken])[
-            :VISIT_CANDIDATES
-        ]
+        found = went_on + [c for c in alike if c.position not in taken]
+        # More of what the visit clicked first: most next clicks stay in the sub-category.
+        clicked_subs = {catalog.sub_category[p] for p in clicked}
+        same = [c for c in found if catalog.sub_category[c.position] in clicked_subs]
+        other = [c for c in found if catalog.sub_category[c.position] not in clicked_subs]
+        lists["clicked"] = (same + other)[:VISIT_CANDIDATES]
     if queries:
         found: Source = {}
         for query, weight in queries.items():  # newest first

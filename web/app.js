@@ -174,7 +174,12 @@ async function search(text) {
     const expansions = result.expansions
       .filter((e) => e.expanded_to.length > 1)
       .map((e) => `${e.term} → ${e.expanded_to.join(", ")}`);
-    $("search-expansions").textContent = expansions.length ? `Also searched: ${expansions.join("; ")}` : "";
+    const corrected = (result.corrections || [])
+      .map((c) => `${c.corrected_to} (you typed ${c.term})`);
+    $("search-expansions").textContent = [
+      corrected.length ? `Searched for ${corrected.join(", ")}.` : "",
+      expansions.length ? `Also searched: ${expansions.join("; ")}` : "",
+    ].filter(Boolean).join(" ");
     const fallback = $("search-fallback");
     fallback.hidden = !result.fallback_reason;
     fallback.textContent = result.fallback_reason

@@ -324,3 +324,62 @@ async def test_browsers_of_allowed_origins_may_call_the_api(settings):
     async with AsyncClient(transport=ASGITransport(app=closed), base_url="http://t") as http:
         response = await http.options("/recommendations/home", headers=preflight)
         assert "access-control-allow-origin" not in response.headers
+
+
+async def _search_ids(client, q: str) -> list[str]:
+    response = await client.get("/recommendations/search", params={"q": q, "limit": 10})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["fallback_reason"] is None, (q, body["fallback_reason"])
+    return [i["id"] for i in body["items"]]
+
+
+def _lexical_ids(app, q: str) -> list[str]:
+    from services.feeds import Filters, SearchSettings, search_feed
+
+    feed = search_feed(
+        catalog=app.state.catalog,
+        bundle=app.state.models.bundle,
+        trending=None,
+        query=q,
+        query_vector=None,  # words and synonyms only
+        events=[],
+        user_id=None,
+        filters=Filters(),
+        settings=SearchSettings.of(app.state.settings),
+        now=datetime.now(UTC),
+        n=10,
+    )
+    return [app.state.catalog.ids[c.position] for c in feed.items]
+
+
+async def test_a_typo_or_another_form_finds_what_the_word_finds(client, app, conn, shop):
+    catalog = app.state.catalog
+    words = sorted(
+        {
+            name.split()[0].lower()
+            for name in catalog.sub_category_names
+            if name and name.split()[0].isalpha() and len(name.split()[0]) >= 7
+        }
+    )[:6]
+    assert len(words) >= 4
+    for word in words:
+        found = await _search_ids(client, word)
+        typo = word[:2] + word[3:]  # one letter left out
+        singular = word[:-1] if word.endswith("s") else word + "s"
+        for other in (typo, singular):
+            # By words alone, the very same list; with the semantic path, mostly the same.
+            assert _lexical_ids(app, other) == _lexical_ids(app, word), (word, other)
+            assert len(set(await _search_ids(client, other)) & set(found)) >= 6, (word, other)
+    body = (
+        await client.get("/recommendations/search", params={"q": words[0][:2] + words[0][3:]})
+    ).json()
+    assert body["corrections"] == [
+        {"term": words[0][:2] + words[0][3:], "corrected_to": words[0]}
+    ] or (body["corrections"] and body["corrections"][0]["corrected_to"].startswith(words[0][:4]))
+
+
+async def test_nonsense_falls_back_and_says_so(client, shop):
+    for q in ("xqzvbl flurbotank", "qwpoeiruty", "zzkkxxqq vvbbnn"):
+        body = (await client.get("/recommendations/search", params={"q": q})).json()
+        assert body["fallback_reason"] in ("no_match_used_trending", "no_match_used_associations")
