@@ -26,6 +26,7 @@ from services.ranking import (
     user_history,
 )
 from services.recommender import (
+    PAGE_BLOCK,
     Candidate,
     Reason,
     Share,
@@ -718,11 +719,17 @@ def visit_lists(
         alike = _ranked(clicked_source(catalog, bundle, list(clicks.items()), ("content",)))
         taken = {c.position for c in went_on}
         found = went_on + [c for c in alike if c.position not in taken]
-        # More of what the visit clicked first: most next clicks stay in the sub-category.
+        # More of what the visit clicked first (most next clicks stay in the sub-category):
+        # another sub-category's candidate moves a block down, so every stretch of the list
+        # still holds some for the slots the sub-category cap leaves.
         clicked_subs = {catalog.sub_category[p] for p in clicked}
-        same = [c for c in found if catalog.sub_category[c.position] in clicked_subs]
-        other = [c for c in found if catalog.sub_category[c.position] not in clicked_subs]
-        lists["clicked"] = (same + other)[:VISIT_CANDIDATES]
+        order = sorted(
+            range(len(found)),
+            key=lambda i: (
+                i + (0 if catalog.sub_category[found[i].position] in clicked_subs else PAGE_BLOCK)
+            ),
+        )
+        lists["clicked"] = [found[i] for i in order][:VISIT_CANDIDATES]
     if queries:
         found: Source = {}
         for query, weight in queries.items():  # newest first
