@@ -19,6 +19,7 @@ class EventRow:
     event_id: str
     client_event_id: bool  # the client sent the id, so a retry must be recognised
     variant: str | None = None  # the user's A/B ranking variant when the event arrived
+    digest: str | None = None  # of the payload, kept with a client event id (migration 0014)
 
 
 CREATE_USER_TABLE = "SELECT create_user_table($1, $2, $3)"
@@ -26,7 +27,10 @@ CREATE_USER_TABLE = "SELECT create_user_table($1, $2, $3)"
 BUMP_HISTORY_STAMP = (
     "UPDATE user_interaction_tables SET history_stamp = history_stamp + 1 WHERE user_id = $1"
 )
-_INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+_INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+_STORED_DIGESTS = (
+    "SELECT event_id, payload_digest FROM ingested_event_ids WHERE event_id = ANY($1::text[])"
+)
 # The most events a request reads of a user's table (newest first): training prepares home
 # rankings from the same number (ml/prepare_home.py).
 HISTORY_LIMIT = 500
@@ -111,9 +115,18 @@ async def store_events(*, conn: asyncpg.Connection, events: list[EventRow]) -> l
         [e.event_id for e in rows],
         [e.client_event_id for e in rows],
         [e.variant for e in rows],
+        [e.digest for e in rows],
     )
     stored_ids = {row[0] for row in stored}
     return [e for e in events if e.event_id in stored_ids]
+
+
+async def stored_digests(
+    *, conn: asyncpg.Connection, event_ids: list[str]
+) -> dict[str, str | None]:
+    """The payload digest stored with each of `event_ids` that was stored (None: stored before
+    digests were kept)."""
+    return dict(await conn.fetch(_STORED_DIGESTS, event_ids))
 
 
 async def recent_user_events(

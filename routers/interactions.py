@@ -13,12 +13,24 @@ from schemas import (
     Problem,
     ProblemFieldError,
 )
-from services.interactions import UnknownProductsError, ingest_events
+from services.interactions import EventIdConflictError, UnknownProductsError, ingest_events
 from services.variants import assign_variant
 
 # The endpoints take the request and their checked body: see RequestRoute.
 router = APIRouter(prefix="/interactions", tags=["interactions"], route_class=RequestRoute)
-PROBLEM_RESPONSES = {422: {"model": Problem, "description": "Invalid event"}}
+PROBLEM_RESPONSES = {
+    409: {"model": Problem, "description": "An event_id already stored for another event"},
+    422: {"model": Problem, "description": "Invalid event"},
+}
+
+
+def _reused_ids_problem(exc: EventIdConflictError) -> ProblemError:
+    return ProblemError(
+        409,
+        f"event_id already stored for another event: {', '.join(exc.event_ids[:5])}; a retry "
+        "must send the same event, a new event needs a new event_id",
+        problem_type="event-id-reused",
+    )
 
 
 def _unknown_products_problem(exc: UnknownProductsError, *, field_prefix: str) -> ProblemError:
@@ -59,6 +71,8 @@ async def create_interaction(request: Request, event: InteractionIn):
         )
     except UnknownProductsError as exc:
         raise _unknown_products_problem(exc, field_prefix="body.product_id") from exc
+    except EventIdConflictError as exc:
+        raise _reused_ids_problem(exc) from exc
     # The stored event as it is (no second validation against InteractionOut), orjson-encoded:
     # this is the request a storefront sends for every click.
     return FastJSONResponse(
@@ -87,6 +101,8 @@ async def create_interactions_batch(request: Request, batch: InteractionBatchIn)
         raise _unknown_products_problem(
             exc, field_prefix="body.events.{position}.product_id"
         ) from exc
+    except EventIdConflictError as exc:
+        raise _reused_ids_problem(exc) from exc
     duplicates = sum(event.duplicate for event in events)
     out = InteractionBatchOut(stored=len(events) - duplicates, duplicates=duplicates, events=events)
     return FastJSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)

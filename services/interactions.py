@@ -7,13 +7,15 @@ events committed.
 """
 
 import dataclasses
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
 
-from database.interactions import EventRow, store_events
+from database.interactions import EventRow, store_events, stored_digests
 from database.pool import connection
 from database.products import canonical_product_ids
 from schemas import InteractionIn, InteractionOut
@@ -24,6 +26,14 @@ from services.grouped import StatementGroups
 # At most this many events in one group statement: a longer statement would hold back the
 # requests whose events it carries.
 MAX_GROUP_EVENTS = 500
+
+
+class EventIdConflictError(Exception):
+    """Client event ids already stored for another event (a retry must repeat its payload)."""
+
+    def __init__(self, event_ids: list[str]):
+        super().__init__(f"{len(event_ids)} event id(s) reused for another event")
+        self.event_ids = event_ids
 
 
 class UnknownProductsError(Exception):
@@ -99,6 +109,26 @@ def known_products(
     return known, missing
 
 
+def payload_digest(row: EventRow, sent_timestamp: datetime | None) -> str:
+    """What a retry must repeat: the event as the client sent it (the product as the catalog
+    knows it; the timestamp only when the client gave one)."""
+    sent = sent_timestamp.isoformat() if sent_timestamp is not None else None
+    parts = [row.user_id, row.event_type, row.product_id, row.query, sent]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+async def _refuse_reused_ids(conn: asyncpg.Connection, rows: list[EventRow]) -> None:
+    """EventIdConflictError naming the rows' event ids stored before with another payload."""
+    stored = await stored_digests(conn=conn, event_ids=[row.event_id for row in rows])
+    reused = [
+        row.event_id
+        for row in rows
+        if stored.get(row.event_id) is not None and stored[row.event_id] != row.digest
+    ]
+    if reused:
+        raise EventIdConflictError(reused)
+
+
 async def ingest_events(
     *,
     pool: asyncpg.Pool,
@@ -115,8 +145,10 @@ async def ingest_events(
     product imported since it was loaded) are asked of the database. With a `writer`, the
     events go through its group commit; without one, in their own statement.
 
-    Raises UnknownProductsError before anything is written, DatabaseUnavailable when the
-    database cannot be reached (nothing stored: one statement).
+    Raises UnknownProductsError before anything is written, EventIdConflictError when a client
+    event id was stored before for another event (a batch: before anything is written; a single
+    event: nothing new was written), DatabaseUnavailable when the database cannot be reached
+    (nothing stored: one statement).
     """
     rows = to_event_rows(events, now=datetime.now(UTC), variant_of=variant_of)
     clicked = sorted({row.product_id for row in rows if row.product_id})
@@ -132,11 +164,19 @@ async def ingest_events(
     if unknown:
         raise UnknownProductsError(unknown)
     rows = [
-        dataclasses.replace(row, product_id=known[row.product_id])
-        if row.product_id and known[row.product_id] != row.product_id
+        dataclasses.replace(
+            row,
+            product_id=known.get(row.product_id, row.product_id),
+            digest=payload_digest(row, event.timestamp) if row.client_event_id else None,
+        )
+        if row.client_event_id or (row.product_id and known[row.product_id] != row.product_id)
         else row
-        for row in rows
+        for row, event in zip(rows, events, strict=True)
     ]
+    claimed = [row for row in rows if row.client_event_id]
+    if len(rows) > 1 and claimed:  # a batch: refused whole, before any of it is stored
+        async with connection(pool) as conn:
+            await _refuse_reused_ids(conn, claimed)
     # An event_id repeated inside one request is a retry too: keep its first occurrence.
     first_of_id: dict[str, EventRow] = {}
     for row in rows:
@@ -150,6 +190,10 @@ async def ingest_events(
     for row in stored:
         metrics.EVENTS_INGESTED.labels(row.event_type).inc()
     stored_ids = {row.event_id for row in stored}
+    retried = [row for row in claimed if row.event_id not in stored_ids]
+    if retried:  # stored before: the same event again, or another under its id
+        async with connection(pool) as conn:
+            await _refuse_reused_ids(conn, retried)
     return [
         InteractionOut(
             event_id=row.event_id,

@@ -144,6 +144,33 @@ async def test_same_event_id_twice_is_stored_once(client, conn, product_ids):
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 1
 
 
+async def test_an_event_id_reused_for_another_event_is_a_409(client, conn, product_ids):
+    body = _click(product_id=product_ids[0], event_id="pay-key-1")
+    assert (await client.post("/interactions", json=body)).status_code == 201
+    before = await _database_state(conn)
+    for other in (
+        body | {"product_id": product_ids[1]},
+        body | {"user_id": "someone_else"},
+        body | {"timestamp": "2026-01-01T00:00:00Z"},
+    ):
+        response = await client.post("/interactions", json=other)
+        assert response.status_code == 409, other
+        assert response.headers["content-type"] == PROBLEM
+        assert response.json()["type"].endswith("/event-id-reused")
+        assert "pay-key-1" in response.json()["detail"]
+    # A batch reusing it for another event is refused whole: nothing of it is stored.
+    batch = [
+        _click("batcher", product_ids[2], event_id="fresh-1"),
+        body | {"product_id": product_ids[3]},
+    ]
+    refused = await client.post("/interactions/batch", json={"events": batch})
+    assert refused.status_code == 409
+    assert await _database_state(conn) == before
+    # The same event again is still a retry.
+    again = await client.post("/interactions", json=body)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+
+
 async def test_200_new_users_at_once(client, conn, product_ids):
     users = [f"new_user_{n}" for n in range(200)]
     responses = await asyncio.gather(
