@@ -16,6 +16,9 @@ _STEMMER = Stemmer.Stemmer("english")
 SHORTEST_CORRECTED = 4
 TWO_EDITS_FROM = 8
 CORRECTIONS_CACHED = 20_000
+# A product with the very word typed is better evidence than one with another form of it (as a
+# synonym is: services/search.py's SYNONYM_WEIGHT).
+OTHER_FORM_WEIGHT = 0.8
 
 
 def stems(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -38,14 +41,17 @@ class QueryWords:
         }
         self._corrections = LRU(CORRECTIONS_CACHED)
 
-    def columns(self, term: str) -> list[int]:
-        """The index columns a query term matches: every word of its stem, else those of the
-        word it is corrected to; [] when nothing is close."""
-        found = self.columns_of_stem.get(_STEMMER.stemWord(term))
-        if found:
-            return found
-        corrected = self.correction(term)
-        return self.columns_of_stem[_STEMMER.stemWord(corrected)] if corrected else []
+    def columns(self, term: str) -> list[tuple[int, float]]:
+        """The index columns a query term matches, with weights: the word itself 1, its other
+        forms (the same stem) OTHER_FORM_WEIGHT; a word the catalog does not know, the word it
+        is corrected to and its forms; [] when nothing is close."""
+        forms = self.columns_of_stem.get(_STEMMER.stemWord(term))
+        if not forms:
+            term = self.correction(term) or ""
+            forms = self.columns_of_stem.get(_STEMMER.stemWord(term)) if term else None
+            if not forms:
+                return []
+        return [(c, 1.0 if self.terms[c] == term else OTHER_FORM_WEIGHT) for c in forms]
 
     def knows(self, word: str) -> bool:
         return _STEMMER.stemWord(word) in self.columns_of_stem

@@ -158,16 +158,18 @@ def _phrase_postings(bundle, terms: tuple[str, ...]) -> tuple[np.ndarray, np.nda
     return rows, weights
 
 
-def _postings(indptr, indices, data, idf, columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (sorted, unique) having any of the words of `columns`, and their best TF-IDF weight
-    among them."""
+def _postings(
+    indptr, indices, data, idf, columns: list[tuple[int, float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (sorted, unique) having any of the words of `columns` (column, weight), and their
+    best weighted TF-IDF weight among them."""
     if len(columns) == 1:
-        column = columns[0]
+        column, weight = columns[0]
         start, end = indptr[column], indptr[column + 1]
-        return np.asarray(indices[start:end]), np.asarray(data[start:end]) * idf[column]
-    rows = np.concatenate([np.asarray(indices[indptr[c] : indptr[c + 1]]) for c in columns])
+        return np.asarray(indices[start:end]), np.asarray(data[start:end]) * idf[column] * weight
+    rows = np.concatenate([np.asarray(indices[indptr[c] : indptr[c + 1]]) for c, _ in columns])
     weights = np.concatenate(
-        [np.asarray(data[indptr[c] : indptr[c + 1]]) * idf[c] for c in columns]
+        [np.asarray(data[indptr[c] : indptr[c + 1]]) * idf[c] * w for c, w in columns]
     )
     unique, inverse = np.unique(rows, return_inverse=True)
     best = np.zeros(len(unique))

@@ -81,15 +81,19 @@ def test_words_match_by_stem_and_typos_are_corrected():
     terms = ["headphone", "headphones", "sunglasses", "wallet", "wall", "refrigerator"]
     words = QueryWords(terms, np.array([3, 40, 12, 9, 30, 5]))
     by_column = dict(enumerate(terms))
-    assert [by_column[c] for c in words.columns("headphone")] == ["headphones", "headphone"]
-    assert words.columns("sunglass") == words.columns("sunglasses")
+    # Every form of the word, the very word typed weighing most.
+    assert [(by_column[c], w) for c, w in words.columns("headphone")] == [
+        ("headphones", 0.8),
+        ("headphone", 1.0),
+    ]
+    assert [c for c, _ in words.columns("sunglass")] == [c for c, _ in words.columns("sunglasses")]
     assert words.correction("hedphones") == "headphones"
     assert words.correction("walet") == "wallet"  # one edit from wallet, two from wall
     assert words.correction("sunglases") == "sunglasses"
     assert words.correction("headphones") is None  # known
     assert words.correction("xqz") is None  # too short to guess
     assert words.correction("flurbotank") is None  # nothing close
-    assert [by_column[c] for c in words.columns("refrigerater")] == ["refrigerator"]
+    assert [(by_column[c], w) for c, w in words.columns("refrigerater")] == [("refrigerator", 1.0)]
 
 
 def test_synonyms_match_the_typed_words_in_another_form():
