@@ -682,7 +682,9 @@ def home_feed(
 
 # A visit ends after this long without an event (as the sessions training learns from end).
 VISIT_GAP = timedelta(minutes=30)
-VISIT_CANDIDATES = 100  # per visit share, whatever the page: pages of one visit join
+# Per visit list, whatever the page (pages of one visit join): enough for a shared page (up to
+# PAGE items, half of them the visit's, with the sub-category cap) and shared whole.
+VISIT_CANDIDATES = 40
 
 
 def current_visit(events: list[dict], now: datetime) -> list[dict]:
@@ -716,9 +718,10 @@ def visit_lists(
             catalog, bundle, clicked, VISIT_CANDIDATES, VISIT_CANDIDATES
         )
         # Then what is like the clicked products, for a visit few past visits resemble.
-        alike = _ranked(clicked_source(catalog, bundle, list(clicks.items()), ("content",)))
+        ids, positions, weights = _anchors(catalog, list(clicks.items()))
+        alike = neighbor_items(bundle, "content", positions, weights, ids)
         taken = {c.position for c in went_on}
-        found = went_on + [c for c in alike if c.position not in taken]
+        found = went_on + [c for c in alike.best(VISIT_CANDIDATES) if c.position not in taken]
         # More of what the visit clicked first (most next clicks stay in the sub-category):
         # another sub-category's candidate moves a block down, so every stretch of the list
         # still holds some for the slots the sub-category cap leaves.
@@ -1116,7 +1119,7 @@ def search_feed(
             boosted = value > 0
             scores = np.where(boosted, scores * (1.0 + settings.personal_boost * value), scores)
         # Best first, ties by position; a few more than asked, for listings of one product.
-        order = np.lexsort((positions, -scores))[: None if n is None else 2 * n]
+        order = np.lexsort((positions, -scores))[: None if n is None else n + max(5, n // 4)]
         personal: dict[str, Reason] = {}  # one per sub-category the page boosts
         items = []
         for position, score, reasons, boost in zip(

@@ -68,8 +68,6 @@ class PreparedRanking:
 
 # The form of a ranking a worker computed and shares (migration 0013); another form is ignored.
 _SHARED_FORM = 2
-# A visit list's head is what a shared page can use (pages of up to PAGE items).
-SHARED_VISIT_CANDIDATES = 60
 
 
 def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
@@ -77,7 +75,7 @@ def shared_ranking(ranking: PreparedRanking, seen: list[int], ids) -> bytes:
     ranked (catalog positions), as JSON with product ids: another worker's catalog may hold
     the same products at other positions (one loaded after products were imported, say). A
     reason is its kind (signal, text around the anchor: a few per ranking) and its anchor."""
-    visit = {name: found[:SHARED_VISIT_CANDIDATES] for name, found in ranking.visit.items()}
+    visit = ranking.visit
     candidates = ranking.ranked + ranking.explore + [c for found in visit.values() for c in found]
     counts = [len(ranking.ranked), len(ranking.explore), *(len(f) for f in visit.values())]
     kinds = _Vocabulary()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from services.arrays import distinct, sorted_groups
-from services.recommender import Reason, Source, add_candidate
+from services.recommender import Candidate, Reason, Source, add_candidate
 
 NEIGHBORS_PER_ANCHOR = 30
 SESSION_CANDIDATES = 100
@@ -70,6 +70,14 @@ class ScoredItems:
             self.positions.tolist(), self.scores.tolist(), self.anchors.tolist(), strict=True
         ):
             add_candidate(source, position, score * scale, self.anchor_reason(anchor))
+
+    def best(self, n: int) -> list[Candidate]:
+        """The n best items as candidates, best first (ties by position)."""
+        order = np.lexsort((self.positions, -self.scores))[:n]
+        return [
+            Candidate(int(self.positions[row]), float(self.scores[row]), [self.reason(int(row))])
+            for row in order.tolist()
+        ]
 
     def as_source(self, scale: float = 1.0) -> Source:
         source: Source = {}
