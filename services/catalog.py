@@ -296,12 +296,11 @@ class Catalog:
         """`candidates` with each product group once (its first listing kept), leaving out the
         groups of `exclude_groups` (e.g. the products already clicked, under any listing)."""
         taken = set(exclude_groups) if exclude_groups else set()
+        groups = self.product_group[[c.position for c in candidates]].tolist()
         kept = []
-        group = self.product_group
-        for candidate in candidates:
-            key = int(group[candidate.position])
-            if key not in taken:
-                taken.add(key)
+        for candidate, group in zip(candidates, groups, strict=True):
+            if group not in taken:
+                taken.add(group)
                 kept.append(candidate)
         return kept
 

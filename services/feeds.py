@@ -1118,8 +1118,10 @@ def search_feed(
             value = _affinity_of(catalog, positions, affinity)
             boosted = value > 0
             scores = np.where(boosted, scores * (1.0 + settings.personal_boost * value), scores)
-        # Best first, ties by position; a few more than asked, for listings of one product.
-        order = np.lexsort((positions, -scores))[: None if n is None else n + max(5, n // 4)]
+        order = np.lexsort((positions, -scores))  # best first, ties by position
+        # One listing of each product: the first of its group in that order.
+        _, first = np.unique(catalog.product_group[positions[order]], return_index=True)
+        order = order[np.sort(first)][:n]
         personal: dict[str, Reason] = {}  # one per sub-category the page boosts
         items = []
         for position, score, reasons, boost in zip(
@@ -1137,7 +1139,7 @@ def search_feed(
                     reason = personal[sub_category] = Reason("personal", sub_category, text)
                 reasons.append(reason)
             items.append(Candidate(position, score, reasons))
-        return SearchFeed(catalog.distinct(items), "search", weights, expanded, None, corrections)
+        return SearchFeed(items, "search", weights, expanded, None, corrections)
     if matched and len(fused):  # matches, but none the filters let through
         return SearchFeed([], "search", weights, expanded, None, corrections)
 

@@ -2,27 +2,31 @@
 by its display name. The anchor itself stays the id or name a frontend can link to."""
 
 from services.catalog import Catalog, display_name
-from services.lru import LRU
 from services.recommender import Reason
 
-# Reasons are shared by many items and requests (one per source and anchor): each is put into
-# words once per catalog.
+# A reason's words depend on its fields alone: each (signal, anchor, text) is put into words once
+# per catalog. Keyed by a tuple of the fields (their str hashes are cached; hashing the frozen
+# dataclass itself runs in Python and cost more than the words).
 READABLE_REASONS = 50_000
 
 
 class ReadableReasons:
     def __init__(self, size: int = READABLE_REASONS):
-        self._made = LRU(size)  # Reason -> (catalog, its response form)
+        self.size = size
+        self._made: dict[tuple, tuple[Catalog, dict]] = {}
 
     def of(self, catalog: Catalog, reasons: list[Reason]) -> list[dict]:
-        return [self.one(catalog, reason) for reason in reasons]
-
-    def one(self, catalog: Catalog, reason: Reason) -> dict:
-        made = self._made.get(reason)
-        if made is None or made[0] is not catalog:
-            made = (catalog, readable(catalog, reason))
-            self._made.put(reason, made)
-        return made[1]
+        made = self._made
+        forms = []
+        for reason in reasons:
+            key = (reason.signal, reason.anchor, reason.text)
+            entry = made.get(key)
+            if entry is None or entry[0] is not catalog:
+                if len(made) >= self.size:
+                    made.clear()
+                entry = made[key] = (catalog, readable(catalog, reason))
+            forms.append(entry[1])
+        return forms
 
 
 def readable(catalog: Catalog, reason: Reason) -> dict:

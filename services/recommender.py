@@ -147,7 +147,7 @@ def compose(
     live = [s for s in shares if s.share > 0 and s.candidates]
     total = sum(s.share for s in live) or 1.0
     taken_groups = set(exclude_groups)
-    queues = [_ShareQueue(s.share / total, s.candidates) for s in live]
+    queues = [_ShareQueue(s.share / total, s.candidates, product_group, sub_category) for s in live]
     page: list[Candidate] = []
     per_sub: dict = {}
     while len(page) < n and queues:
@@ -155,15 +155,11 @@ def compose(
             per_sub = {}
         # D'Hondt: the share with the most slots owed per slot taken (ties: the earlier share),
         # so a small share's slot comes at the end of its stretch, not before larger ones.
-        order = sorted(
-            range(len(queues)), key=lambda i: (-queues[i].part / (queues[i].taken + 1), i)
-        )
+        order = sorted(range(len(queues)), key=lambda i: -queues[i].part / (queues[i].taken + 1))
         picked = None
         for capped in (True, False):  # all capped: the best share's next candidate anyway
             for i in order:
-                picked = queues[i].next(
-                    taken_groups, product_group, sub_category, per_sub, max_per_sub_category, capped
-                )
+                picked = queues[i].next(taken_groups, per_sub, max_per_sub_category, capped)
                 if picked is not None:
                     queues[i].taken += 1
                     break
@@ -171,49 +167,55 @@ def compose(
                 break
         if picked is None:
             break
-        taken_groups.add(int(product_group[picked.position]))
-        key = sub_category[picked.position]
-        per_sub[key] = per_sub.get(key, 0) + 1
-        page.append(picked)
+        candidate, group, sub = picked
+        taken_groups.add(group)
+        per_sub[sub] = per_sub.get(sub, 0) + 1
+        page.append(candidate)
         queues = [q for q in queues if not q.exhausted()]
-    rest = [
-        c
-        for q in queues
-        for c in q.remaining()
-        if int(product_group[c.position]) not in taken_groups
-    ]
+    rest = [c for q in queues for c, group, _ in q.remaining() if group not in taken_groups]
     return page + rest
 
 
 class _ShareQueue:
-    def __init__(self, part: float, candidates: list[Candidate]):
+    def __init__(self, part: float, candidates: list[Candidate], product_group, sub_category):
         self.part = part
         self.taken = 0
-        self._candidates = candidates
+        positions = [c.position for c in candidates]
+        # Each candidate with its product group and sub-category, looked up in one go.
+        self._entries = list(
+            zip(
+                candidates,
+                product_group[positions].tolist(),
+                sub_category[positions].tolist(),
+                strict=True,
+            )
+        )
         self._at = 0
-        self._waiting: list[Candidate] = []  # capped in the current block
+        self._waiting: list[tuple] = []  # capped in the current block
 
-    def next(self, taken_groups, product_group, sub_category, per_sub, cap, capped):
-        """The share's next candidate not on the page yet (within the cap when `capped`)."""
-        for i, candidate in enumerate(self._waiting):
-            if int(product_group[candidate.position]) in taken_groups:
+    def next(self, taken_groups, per_sub, cap, capped):
+        """The share's next (candidate, group, sub-category) not on the page yet (within the cap
+        when `capped`)."""
+        for i, entry in enumerate(self._waiting):
+            if entry[1] in taken_groups:
                 continue
-            if not capped or per_sub.get(sub_category[candidate.position], 0) < cap:
+            if not capped or per_sub.get(entry[2], 0) < cap:
                 del self._waiting[i]
-                return candidate
-        while self._at < len(self._candidates):
-            candidate = self._candidates[self._at]
+                return entry
+        entries = self._entries
+        while self._at < len(entries):
+            entry = entries[self._at]
             self._at += 1
-            if int(product_group[candidate.position]) in taken_groups:
+            if entry[1] in taken_groups:
                 continue
-            if capped and per_sub.get(sub_category[candidate.position], 0) >= cap:
-                self._waiting.append(candidate)
+            if capped and per_sub.get(entry[2], 0) >= cap:
+                self._waiting.append(entry)
                 continue
-            return candidate
+            return entry
         return None
 
     def exhausted(self) -> bool:
-        return self._at >= len(self._candidates) and not self._waiting
+        return self._at >= len(self._entries) and not self._waiting
 
-    def remaining(self) -> list[Candidate]:
-        return self._waiting + self._candidates[self._at :]
+    def remaining(self) -> list[tuple]:
+        return self._waiting + self._entries[self._at :]
