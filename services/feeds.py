@@ -15,7 +15,7 @@ from services.catalog import Catalog, implausible_discounts
 from services.home_rankings import PAGE, PreparedRanking, shared_ranking
 from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
-from services.query_words import stems
+from services.query_words import OTHER_FORM_WEIGHT, stems
 from services.ranking import (
     POPULAR_CANDIDATES,
     SOURCE_CANDIDATES,
@@ -427,7 +427,9 @@ def _searched(catalog: Catalog, bundle: ModelBundle, query: str) -> tuple[np.nda
         return cached[2]
     corrected, _ = corrected_query(bundle, query)
     expanded = bundle.synonyms.expand(corrected)
-    hits = lexical_search(bundle, expanded_concepts(expanded), limit=PAST_QUERY_RESULTS)
+    hits = lexical_search(
+        bundle, expanded_concepts(expanded), PAST_QUERY_RESULTS, OTHER_FORM_WEIGHT
+    )
     positions = np.fromiter((h.position for h in hits), np.int64, len(hits))
     scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
     named = catalog.sub_categories_named([corrected, *expanded.alternatives()])
@@ -1226,7 +1228,7 @@ def retrieve(
 ) -> Retrieved:
     """Each path's best matches: lexical (synonym-expanded) and semantic (with a vector)."""
     return Retrieved(
-        lexical_search(bundle, expanded_concepts(expanded), limit=settings.candidates),
+        lexical_search(bundle, expanded_concepts(expanded), settings.candidates, OTHER_FORM_WEIGHT),
         semantic_search(bundle, query_vector, settings.candidates, settings.min_similarity)
         if query_vector is not None
         else [],

@@ -16,8 +16,9 @@ _STEMMER = Stemmer.Stemmer("english")
 SHORTEST_CORRECTED = 4
 TWO_EDITS_FROM = 8
 CORRECTIONS_CACHED = 20_000
-# A product with the very word typed is better evidence than one with another form of it (as a
-# synonym is: services/search.py's SYNONYM_WEIGHT).
+# Search results for a query: a product with the very word typed is better evidence than one
+# with another form of it (as a synonym is: services/search.py's SYNONYM_WEIGHT). Candidates for
+# the home ranker from past searches take every form alike: the ranker orders them.
 OTHER_FORM_WEIGHT = 0.8
 
 
@@ -41,17 +42,17 @@ class QueryWords:
         }
         self._corrections = LRU(CORRECTIONS_CACHED)
 
-    def columns(self, term: str) -> list[tuple[int, float]]:
+    def columns(self, term: str, other_forms: float = 1.0) -> list[tuple[int, float]]:
         """The index columns a query term matches, with weights: the word itself 1, its other
-        forms (the same stem) OTHER_FORM_WEIGHT; a word the catalog does not know, the word it
-        is corrected to and its forms; [] when nothing is close."""
+        forms (the same stem) `other_forms`; a word the catalog does not know, the word it is
+        corrected to and its forms; [] when nothing is close."""
         forms = self.columns_of_stem.get(_STEMMER.stemWord(term))
         if not forms:
             term = self.correction(term) or ""
             forms = self.columns_of_stem.get(_STEMMER.stemWord(term)) if term else None
             if not forms:
                 return []
-        return [(c, 1.0 if self.terms[c] == term else OTHER_FORM_WEIGHT) for c in forms]
+        return [(c, 1.0 if self.terms[c] == term else other_forms) for c in forms]
 
     def knows(self, word: str) -> bool:
         return _STEMMER.stemWord(word) in self.columns_of_stem

@@ -69,7 +69,9 @@ class LexicalHit:
     coverage: float  # share of the query's concepts the product matches
 
 
-def lexical_search(bundle, concepts: Concepts, limit: int = 50) -> list[LexicalHit]:
+def lexical_search(
+    bundle, concepts: Concepts, limit: int = 50, other_forms: float = 1.0
+) -> list[LexicalHit]:
     """Products scoring highest on the query, best first.
 
     A phrase matches a product having all its terms, scoring the sum of their TF-IDF weights;
@@ -82,7 +84,7 @@ def lexical_search(bundle, concepts: Concepts, limit: int = 50) -> list[LexicalH
     for alternatives in concepts:
         rows_found, scores_found = [], []
         for terms, weight in alternatives:
-            hit = _phrase_postings(bundle, terms)
+            hit = _phrase_postings(bundle, terms, other_forms)
             if hit is not None:
                 rows_found.append(hit[0])
                 scores_found.append(hit[1] * weight)
@@ -131,7 +133,9 @@ def _top_slots(scores: np.ndarray, n: int) -> np.ndarray:
     return np.argsort(-scores, kind="stable")
 
 
-def _phrase_postings(bundle, terms: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+def _phrase_postings(
+    bundle, terms: tuple[str, ...], other_forms: float = 1.0
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Rows having every term (sorted) and the sum of the terms' TF-IDF weights there."""
     arrays = bundle.arrays
     indptr, indices, data, idf = (
@@ -142,7 +146,9 @@ def _phrase_postings(bundle, terms: tuple[str, ...]) -> tuple[np.ndarray, np.nda
     )
     rows = weights = None
     for term in terms:
-        columns = bundle.query_words.columns(term)  # its stem's words, or a typo's correction
+        # Its stem's words, or a typo's correction's; another form than the typed one weighs
+        # `other_forms`.
+        columns = bundle.query_words.columns(term, other_forms)
         if not columns:
             return None
         term_rows, term_weights = _postings(indptr, indices, data, idf, columns)

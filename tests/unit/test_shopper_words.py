@@ -82,7 +82,7 @@ def test_words_match_by_stem_and_typos_are_corrected():
     words = QueryWords(terms, np.array([3, 40, 12, 9, 30, 5]))
     by_column = dict(enumerate(terms))
     # Every form of the word, the very word typed weighing most.
-    assert [(by_column[c], w) for c, w in words.columns("headphone")] == [
+    assert [(by_column[c], w) for c, w in words.columns("headphone", 0.8)] == [
         ("headphones", 0.8),
         ("headphone", 1.0),
     ]
