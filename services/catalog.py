@@ -345,10 +345,14 @@ class Catalog:
     def sub_category_of_stems(self) -> dict[tuple[str, ...], str]:
         return {stems(n.lower().split()): n for n in self.sub_category_names if n}
 
-    def sub_categories_named(self, phrases: list[str]) -> set[str]:
-        """The sub-categories any of `phrases` names, by stem ("refrigerator": Refrigerators)."""
+    def in_named_sub_categories(self, positions: np.ndarray, phrases: list[str]) -> np.ndarray:
+        """Which of `positions` are in a sub-category one of `phrases` names, by stem
+        ("refrigerator": Refrigerators)."""
         found = (self.sub_category_of_stems.get(stems(p.lower().split())) for p in phrases)
-        return {name for name in found if name}
+        codes = [self.sub_category_code_of[name] for name in {name for name in found if name}]
+        if not codes or not len(positions):
+            return np.zeros(len(positions), bool)
+        return np.isin(self.sub_category_code[positions], codes)
 
     def short_name(self, position: int) -> str:
         """The product's name cut to a few words, as reasons and labels show it."""

@@ -432,10 +432,8 @@ def _searched(catalog: Catalog, bundle: ModelBundle, query: str) -> tuple[np.nda
     )
     positions = np.fromiter((h.position for h in hits), np.int64, len(hits))
     scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
-    named = catalog.sub_categories_named([corrected, *expanded.alternatives()])
-    if named and len(positions):
-        codes = [catalog.sub_category_code_of[name] for name in named]
-        scores = np.where(np.isin(catalog.sub_category_code[positions], codes), 2 * scores, scores)
+    in_named = catalog.in_named_sub_categories(positions, [corrected, *expanded.alternatives()])
+    scores = np.where(in_named, 2 * scores, scores)  # its sub-category first, as search does
     result = (positions, scores / scores.max() if len(scores) and scores.max() > 0 else scores)
     _searches.put(query, (bundle, catalog, result))
     return result
@@ -1109,10 +1107,9 @@ def search_feed(
     if len(rows):
         positions, scores = fused.positions[rows], fused.scores[rows]
         # A product-type word ("fridge") puts its sub-category (Refrigerators) first.
-        named = catalog.sub_categories_named([corrected, *expanded.alternatives()])
-        if named and settings.category_boost > 0:
-            codes = [catalog.sub_category_code_of[name] for name in named]
-            in_named = np.isin(catalog.sub_category_code[positions], codes)
+        if settings.category_boost > 0:
+            phrases = [corrected, *expanded.alternatives()]
+            in_named = catalog.in_named_sub_categories(positions, phrases)
             scores = np.where(in_named, scores * (1.0 + settings.category_boost), scores)
         boosted = np.zeros(len(rows), bool)
         if settings.personal_boost > 0:

@@ -68,7 +68,13 @@ def test_a_category_is_named_in_any_case_and_a_typo_gets_close_names(catalog):
     with pytest.raises(UnknownCategory) as error:
         catalog.resolve_category("kettel")
     assert "Kettles" in error.value.close
-    assert catalog.sub_categories_named(["kettle"]) == {"Kettles"}
+    positions = np.arange(4)
+    assert catalog.in_named_sub_categories(positions, ["kettle"]).tolist() == [
+        True,
+        True,
+        False,
+        False,
+    ]
     tree = {c["name"]: c for c in catalog.category_tree}
     assert tree["home & kitchen"]["products"] == 2
     assert tree["home & kitchen"]["display_name"] == "Home & Kitchen"
