@@ -2,6 +2,7 @@
 stem (singular and plural, "headphone" and "headphones"), and a word the catalog does not know
 is corrected to the closest one it does (one edit in a short word, two in a long one)."""
 
+import threading
 from collections import defaultdict
 
 import numpy as np
@@ -10,7 +11,18 @@ from rapidfuzz import distance, process
 
 from services.lru import LRU
 
-_STEMMER = Stemmer.Stemmer("english")
+# A Stemmer may be used by one thread at a time (PyStemmer's rule): the event loop and the
+# threads that build a version's tables (or train) each get their own.
+_stemmers = threading.local()
+
+
+def _stemmer() -> Stemmer.Stemmer:
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        stemmer = _stemmers.english = Stemmer.Stemmer("english")
+    return stemmer
+
+
 # Edits a correction may make: none below 4 letters (too many short words are one edit
 # apart), one up to 7 letters, two from 8.
 SHORTEST_CORRECTED = 4
@@ -23,7 +35,7 @@ OTHER_FORM_WEIGHT = 0.8
 
 
 def stems(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(_STEMMER.stemWords(list(words)))
+    return tuple(_stemmer().stemWords(list(words)))
 
 
 class QueryWords:
@@ -33,7 +45,7 @@ class QueryWords:
         self.terms = terms
         self.document_frequency = document_frequency
         by_stem: dict[str, list[int]] = defaultdict(list)
-        for column, stem in enumerate(_STEMMER.stemWords(terms)):
+        for column, stem in enumerate(_stemmer().stemWords(terms)):
             by_stem[stem].append(column)
         # The most frequent form first: it is the one a correction lands on.
         self.columns_of_stem = {
@@ -46,16 +58,16 @@ class QueryWords:
         """The index columns a query term matches, with weights: the word itself 1, its other
         forms (the same stem) `other_forms`; a word the catalog does not know, the word it is
         corrected to and its forms; [] when nothing is close."""
-        forms = self.columns_of_stem.get(_STEMMER.stemWord(term))
+        forms = self.columns_of_stem.get(_stemmer().stemWord(term))
         if not forms:
             term = self.correction(term) or ""
-            forms = self.columns_of_stem.get(_STEMMER.stemWord(term)) if term else None
+            forms = self.columns_of_stem.get(_stemmer().stemWord(term)) if term else None
             if not forms:
                 return []
         return [(c, 1.0 if self.terms[c] == term else other_forms) for c in forms]
 
     def knows(self, word: str) -> bool:
-        return _STEMMER.stemWord(word) in self.columns_of_stem
+        return _stemmer().stemWord(word) in self.columns_of_stem
 
     def correction(self, word: str) -> str | None:
         """The catalog word closest to an unknown `word` (fewest edits, then most frequent), or
