@@ -23,7 +23,7 @@ from services.ranking import RANKER_FILE, Ranker
 from services.search import Fused, prepared_fused
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
 from services.synonyms import Synonyms
-from services.text_encoder import QueryEncoder, open_query_encoder
+from services.text_encoder import QueryEncoder, encoder_words, open_query_encoder
 from services.vector_index import INDEX_FILE, open_index
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ class ModelBundle:
     def query_words(self) -> QueryWords:
         """The lexical index's words by stem, with typo correction (services/query_words.py)."""
         indptr = self.arrays["tfidf_indptr"]
-        return QueryWords(self.arrays["tfidf_vocabulary"].tolist(), np.diff(indptr))
+        vocabulary = self.arrays["tfidf_vocabulary"].tolist()
+        return QueryWords(vocabulary, np.diff(indptr), encoder_words())
 
     @cached_property
     def home_rankings(self) -> HomeRankings:

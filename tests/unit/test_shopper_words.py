@@ -9,6 +9,7 @@ import pytest
 from services.catalog import Catalog, UnknownCategory, display_name, product_groups, short_name
 from services.query_words import QueryWords
 from services.synonyms import Synonyms
+from services.text_encoder import encoder_words
 
 
 def test_listings_of_one_product_share_a_group():
@@ -100,6 +101,16 @@ def test_words_match_by_stem_and_typos_are_corrected():
     assert words.correction("xqz") is None  # too short to guess
     assert words.correction("flurbotank") is None  # nothing close
     assert [(by_column[c], w) for c, w in words.columns("refrigerater")] == [("refrigerator", 1.0)]
+    # A word of the language is not a typo of a catalog word one edit away.
+    assert words.correction("walk") == "wall"
+    english = QueryWords(terms, np.array([3, 40, 12, 9, 30, 5]), frozenset({"walk"}))
+    assert english.correction("walk") is None and english.correction("walet") == "wallet"
+
+
+def test_the_encoders_words_are_common_english_not_typos():
+    dictionary = encoder_words()
+    assert {"cheap", "something", "thing", "mother"} <= dictionary
+    assert not {"hedphones", "walet", "sunglases", "##ing"} & dictionary
 
 
 def test_synonyms_match_the_typed_words_in_another_form():
