@@ -59,6 +59,7 @@ from services.feeds import (
     clicked_source,
     home_feed,
     recent_clicks_and_queries,
+    retrieval_text,
     search_feed,
     similar_feed,
 )
@@ -454,9 +455,10 @@ def _evaluate_search(
         for name, (semantic, fused_by) in variants.items():
             vector = None
             if semantic and bundle.vector_index is not None:
-                vector = bundle.cached_query_vector(case.query)
+                text = retrieval_text(bundle, case.query)
+                vector = bundle.cached_query_vector(text)
                 if vector is None:
-                    vector = embed(case.query.lower())
+                    vector = embed(text)
             feed = search_feed(
                 catalog=catalog,
                 bundle=fused_by,

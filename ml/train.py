@@ -62,7 +62,7 @@ from services.artifacts import (
     write_version,
 )
 from services.catalog import Catalog
-from services.feeds import SearchSettings, fuse_retrieval, past_query_results
+from services.feeds import SearchSettings, fuse_retrieval, past_query_results, retrieval_text
 from services.models import ModelBundle, bundle_from_arrays
 from services.ranking import (
     RANKER_FILE,
@@ -482,13 +482,18 @@ def prepared_search_arrays(
         catalog, arrays, Synonyms.load(settings.synonyms_path), open_index(index_path)
     )
     search = SearchSettings.of(settings)
-    texts = queries.tolist()
     vectors = arrays["embedding_query_vectors"]
+    # A query with a typo is served under its corrected text (services.feeds.retrieval_text):
+    # prepared there when that text is frequent too.
+    rows = [
+        row for row, text in enumerate(queries.tolist()) if retrieval_text(bundle, text) == text
+    ]
+    texts = [str(queries[row]) for row in rows]
     results = [
         fuse_retrieval(
             bundle, bundle.synonyms.expand(text), np.asarray(vectors[row], np.float32), search
         )
-        for row, text in enumerate(texts)
+        for row, text in zip(rows, texts, strict=True)
     ]
     return pack_fused(texts, results, search_settings(search))
 

@@ -34,6 +34,7 @@ from services.feeds import (
     Filters,
     SearchSettings,
     home_feed,
+    retrieval_text,
     search_feed,
     session_feed,
     shared_ranking_version,
@@ -363,7 +364,7 @@ async def search(request: Request):
         events = found.events
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
-        query_vector = await _query_vector(request, bundle, query.q.lower())
+        query_vector = await _query_vector(request, bundle, retrieval_text(bundle, query.q))
     feed = search_feed(
         catalog=request.app.state.catalog,
         bundle=bundle,

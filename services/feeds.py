@@ -1066,6 +1066,12 @@ def corrected_query(bundle: ModelBundle, query: str) -> tuple[str, list[tuple[st
     return " ".join(fixes.get(word, word) for word in typed), corrections
 
 
+def retrieval_text(bundle: ModelBundle, query: str) -> str:
+    """The text a search is retrieved and embedded by: its typos corrected, normalised (a typo
+    finds what the word finds, and shares its embedding and prepared results)."""
+    return normalise_text(corrected_query(bundle, query)[0])
+
+
 def search_feed(
     *,
     catalog: Catalog,

@@ -363,6 +363,7 @@ async def test_a_typo_or_another_form_finds_what_the_word_finds(client, app, con
         }
     )[:6]
     assert len(words) >= 4
+    corrected_to_the_word = 0
     for word in words:
         found = await _search_ids(client, word)
         typo = word[:2] + word[3:]  # one letter left out
@@ -376,6 +377,12 @@ async def test_a_typo_or_another_form_finds_what_the_word_finds(client, app, con
                 overlap = set(_lexical_ids(app, other)) & set(lexical)
                 assert len(overlap) >= min(8, len(lexical)), (word, other)
             assert len(set(await _search_ids(client, other)) & set(found)) >= 6, (word, other)
+        # Corrected to the very word, a typo is searched (words and meaning) as the word is.
+        response = await client.get("/recommendations/search", params={"q": typo, "limit": 10})
+        if response.json()["corrections"] == [{"term": typo, "corrected_to": word}]:
+            assert [i["id"] for i in response.json()["items"]] == found, (word, typo)
+            corrected_to_the_word += 1
+    assert corrected_to_the_word >= len(words) // 2
     body = (
         await client.get("/recommendations/search", params={"q": words[0][:2] + words[0][3:]})
     ).json()
