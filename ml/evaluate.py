@@ -59,7 +59,6 @@ from services.feeds import (
     clicked_source,
     home_feed,
     recent_clicks_and_queries,
-    retrieval_text,
     search_feed,
     similar_feed,
 )
@@ -455,7 +454,7 @@ def _evaluate_search(
         for name, (semantic, fused_by) in variants.items():
             vector = None
             if semantic and bundle.vector_index is not None:
-                text = retrieval_text(bundle, case.query)
+                text = bundle.searched(case.query).text
                 vector = bundle.cached_query_vector(text)
                 if vector is None:
                     vector = embed(text)

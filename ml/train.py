@@ -62,7 +62,7 @@ from services.artifacts import (
     write_version,
 )
 from services.catalog import Catalog
-from services.feeds import SearchSettings, fuse_retrieval, past_query_results, retrieval_text
+from services.feeds import SearchSettings, fuse_retrieval, past_query_results
 from services.models import ModelBundle, bundle_from_arrays
 from services.ranking import (
     RANKER_FILE,
@@ -483,11 +483,9 @@ def prepared_search_arrays(
     )
     search = SearchSettings.of(settings)
     vectors = arrays["embedding_query_vectors"]
-    # A query with a typo is served under its corrected text (services.feeds.retrieval_text):
+    # A query with a typo is served under its corrected text (ModelBundle.searched):
     # prepared there when that text is frequent too.
-    rows = [
-        row for row, text in enumerate(queries.tolist()) if retrieval_text(bundle, text) == text
-    ]
+    rows = [row for row, text in enumerate(queries.tolist()) if bundle.searched(text).text == text]
     texts = [str(queries[row]) for row in rows]
     results = [
         fuse_retrieval(

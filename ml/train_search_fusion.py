@@ -15,7 +15,7 @@ import pandas as pd
 
 from ml.train_sessions import SESSION_GAP_SECONDS
 from services.catalog import Catalog
-from services.feeds import SearchSettings, retrieval_text, retrieve
+from services.feeds import SearchSettings, retrieve
 from services.models import ModelBundle
 from services.search import reciprocal_rank_fusion
 
@@ -66,8 +66,8 @@ def learn_semantic_weight(
     pairs = search_click_pairs(events)
     if bundle.vector_index is None or not len(pairs):
         return FusionChoice(DEFAULT_WEIGHT, 0, {})
-    # As serving retrieves them: typos corrected (services.feeds.retrieval_text).
-    pairs = pairs.assign(query=[retrieval_text(bundle, q) for q in pairs["query"].tolist()])
+    # As serving retrieves them: typos corrected (ModelBundle.searched).
+    pairs = pairs.assign(query=[bundle.searched(q).text for q in pairs["query"].tolist()])
     pairs = pairs[pairs["query"].isin(bundle.query_rows)]
     pairs = pairs[pairs["clicked"].isin(catalog.position_of)]
     if len(pairs) > MAX_SEARCHES:

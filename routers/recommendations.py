@@ -34,7 +34,6 @@ from services.feeds import (
     Filters,
     SearchSettings,
     home_feed,
-    retrieval_text,
     search_feed,
     session_feed,
     shared_ranking_version,
@@ -364,7 +363,7 @@ async def search(request: Request):
         events = found.events
     query_vector = None
     if bundle is not None and bundle.vector_index is not None:
-        query_vector = await _query_vector(request, bundle, retrieval_text(bundle, query.q))
+        query_vector = await _query_vector(request, bundle, bundle.searched(query.q).text)
     feed = search_feed(
         catalog=request.app.state.catalog,
         bundle=bundle,

@@ -15,7 +15,7 @@ from services.catalog import Catalog, implausible_discounts
 from services.home_rankings import PAGE, PreparedRanking, shared_ranking
 from services.lru import LRU
 from services.models import ModelBundle, TrendingScores, user_profile
-from services.query_words import OTHER_FORM_WEIGHT, stems
+from services.query_words import OTHER_FORM_WEIGHT
 from services.ranking import (
     POPULAR_CANDIDATES,
     SOURCE_CANDIDATES,
@@ -58,7 +58,7 @@ from services.sources import (
     session_items,
     whole_history_items,
 )
-from services.synonyms import ExpandedQuery, normalise_text, words
+from services.synonyms import ExpandedQuery, normalise_text
 
 MAX_ANCHOR_CLICKS = 20
 MAX_ANCHOR_QUERIES = 5
@@ -425,8 +425,8 @@ def _searched(catalog: Catalog, bundle: ModelBundle, query: str) -> tuple[np.nda
     cached = _searches.get(query)
     if cached is not None and cached[0] is bundle and cached[1] is catalog:
         return cached[2]
-    corrected, _ = corrected_query(bundle, query)
-    expanded = bundle.synonyms.expand(corrected)
+    searched = bundle.searched(query)
+    corrected, expanded = searched.text, searched.expanded
     hits = lexical_search(
         bundle, expanded_concepts(expanded), PAST_QUERY_RESULTS, OTHER_FORM_WEIGHT
     )
@@ -1049,29 +1049,6 @@ class SearchFeed(Feed):
 SEMANTIC_ONLY_MIN_HITS = 3
 
 
-def corrected_query(bundle: ModelBundle, query: str) -> tuple[str, list[tuple[str, str]]]:
-    """The query with each word the catalog and the synonyms do not know corrected to the
-    closest catalog word ("hedphones" -> "headphones"), and the corrections made."""
-    typed = words(query)
-    corrections = []
-    for word in typed:
-        if (word,) in bundle.synonyms.rules or stems((word,)) in bundle.synonyms.by_stem:
-            continue
-        fixed = bundle.query_words.correction(word)
-        if fixed is not None:
-            corrections.append((word, fixed))
-    if not corrections:
-        return query, []
-    fixes = dict(corrections)
-    return " ".join(fixes.get(word, word) for word in typed), corrections
-
-
-def retrieval_text(bundle: ModelBundle, query: str) -> str:
-    """The text a search is retrieved and embedded by: its typos corrected, normalised (a typo
-    finds what the word finds, and shares its embedding and prepared results)."""
-    return normalise_text(corrected_query(bundle, query)[0])
-
-
 def search_feed(
     *,
     catalog: Catalog,
@@ -1095,8 +1072,8 @@ def search_feed(
         items = _ranked(trending_source(catalog, trending, 100, keep))
         return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")
 
-    corrected, corrections = corrected_query(bundle, query)
-    expanded = bundle.synonyms.expand(corrected)
+    searched = bundle.searched(query)
+    corrected, corrections, expanded = searched.text, searched.corrections, searched.expanded
     fused = _fused(bundle, corrected, expanded, query_vector, settings)
     # A few loose semantic neighbours and no word matched: not a match, fall back.
     matched = len(fused) >= SEMANTIC_ONLY_MIN_HITS or bool((fused.matched >= 0).any())

@@ -18,11 +18,12 @@ from services.artifacts import (
     verify_checksums,
 )
 from services.home_rankings import HomeRankings, PreparedRanking
-from services.query_words import QueryWords
+from services.lru import LRU
+from services.query_words import QueryWords, stems
 from services.ranking import RANKER_FILE, Ranker
 from services.search import Fused, prepared_fused
 from services.sessions import SessionIndex, SessionKnnParams, session_knn_scores
-from services.synonyms import Synonyms
+from services.synonyms import ExpandedQuery, Synonyms, normalise_text, words
 from services.text_encoder import QueryEncoder, encoder_words, open_query_encoder
 from services.vector_index import INDEX_FILE, open_index
 
@@ -32,6 +33,19 @@ DEFAULT_SESSION_KNN = SessionKnnParams()
 # What a broken version raises while loading: missing or unreadable files, a checksum mismatch,
 # arrays that do not fit together.
 ARTIFACT_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+# Queries whose corrected and expanded forms a version keeps (the same searches come back).
+SEARCHED_QUERIES_CACHED = 20_000
+
+
+@dataclass(frozen=True)
+class SearchedQuery:
+    """A query as search retrieves it."""
+
+    text: str  # typos corrected, normalised: what is embedded, prepared and cached
+    corrections: list[tuple[str, str]]  # (typed, corrected to)
+    expanded: ExpandedQuery  # the corrected words with their synonyms
 
 
 @dataclass
@@ -58,6 +72,29 @@ class ModelBundle:
     profile_users: dict[str, int] = field(default_factory=dict)
     # Embeds a query no training embedded; None for a version from before the ONNX export.
     query_encoder: QueryEncoder | None = None
+    _searched: LRU = field(default_factory=lambda: LRU(SEARCHED_QUERIES_CACHED), repr=False)
+
+    def searched(self, query: str) -> SearchedQuery:
+        """The query with each word the catalog and the synonyms do not know corrected to the
+        closest catalog word ("hedphones" -> "headphones"), and its synonyms: a typo finds what
+        the word finds, shares its embedding and training's prepared results."""
+        found = self._searched.get(query)
+        if found is None:
+            typed = words(query)
+            corrections = []
+            for word in typed:
+                if (word,) in self.synonyms.rules or stems((word,)) in self.synonyms.by_stem:
+                    continue
+                fixed = self.query_words.correction(word)
+                if fixed is not None:
+                    corrections.append((word, fixed))
+            fixes = dict(corrections)
+            text = " ".join(fixes.get(word, word) for word in typed) if fixes else query
+            text = normalise_text(text)
+            found = SearchedQuery(text, corrections, self.synonyms.expand(text))
+            self._searched.put(query, found)
+        return found
+
     # A frequent search (normalised) -> its row of the search_* arrays (its fused retrieval).
     search_queries: dict[str, int] = field(default_factory=dict)
 
