@@ -16,6 +16,7 @@ from services.query_words import stems
 
 TOP_PER_CATEGORY = 200
 PRODUCT_CACHE_SIZE = 20_000  # product dicts kept per catalog (about 1 KB each)
+NAMED_SUB_CATEGORIES_CACHED = 20_000
 
 
 class ProductFields:
@@ -124,6 +125,8 @@ class Catalog:
     _products: ProductFields = field(init=False, repr=False)  # the response's product fields
     _product_cache: dict[int, dict] = field(init=False, repr=False)
     _listed_sets: dict[str, frozenset[int]] = field(init=False, repr=False)
+    # A search's phrases -> the codes of the sub-categories they name (searches come back).
+    _named_cache: dict[tuple, list[int]] = field(init=False, repr=False)
 
     def __post_init__(self):
         # Arrow columns: the frame's own buffers when it was read with Arrow strings (serving),
@@ -194,6 +197,7 @@ class Catalog:
         columns["no_of_ratings"] = pc.cast(columns["no_of_ratings"], pa.int64())
         self._products = ProductFields(pa.table(columns))
         self._product_cache = {}
+        self._named_cache = {}
         # Most popular first per main category, a product in each category it is listed under.
         positions = np.r_[np.arange(len(self.frame)), [p for p, _ in listed_main]].astype(np.int64)
         groups = np.r_[self.main_category, np.array([m for _, m in listed_main], dtype=object)]
@@ -348,11 +352,20 @@ class Catalog:
     def in_named_sub_categories(self, positions: np.ndarray, phrases: list[str]) -> np.ndarray:
         """Which of `positions` are in a sub-category one of `phrases` names, by stem
         ("refrigerator": Refrigerators)."""
-        found = (self.sub_category_of_stems.get(stems(p.lower().split())) for p in phrases)
-        codes = [self.sub_category_code_of[name] for name in {name for name in found if name}]
+        codes = self._named_sub_category_codes(tuple(phrases))
         if not codes or not len(positions):
             return np.zeros(len(positions), bool)
         return np.isin(self.sub_category_code[positions], codes)
+
+    def _named_sub_category_codes(self, phrases: tuple[str, ...]) -> list[int]:
+        codes = self._named_cache.get(phrases)
+        if codes is None:
+            found = (self.sub_category_of_stems.get(stems(p.lower().split())) for p in phrases)
+            codes = [self.sub_category_code_of[n] for n in {name for name in found if name}]
+            if len(self._named_cache) >= NAMED_SUB_CATEGORIES_CACHED:
+                self._named_cache.clear()
+            self._named_cache[phrases] = codes
+        return codes
 
     def short_name(self, position: int) -> str:
         """The product's name cut to a few words, as reasons and labels show it."""

@@ -13,19 +13,22 @@ READABLE_REASONS = 50_000
 class ReadableReasons:
     def __init__(self, size: int = READABLE_REASONS):
         self.size = size
-        self._made: dict[tuple, tuple[Catalog, dict]] = {}
+        self._catalog: Catalog | None = None
+        self._made: dict[tuple, dict] = {}  # of self._catalog
 
     def of(self, catalog: Catalog, reasons: list[Reason]) -> list[dict]:
+        if catalog is not self._catalog:  # another catalog: names may have changed
+            self._catalog, self._made = catalog, {}
         made = self._made
         forms = []
         for reason in reasons:
             key = (reason.signal, reason.anchor, reason.text)
-            entry = made.get(key)
-            if entry is None or entry[0] is not catalog:
+            form = made.get(key)
+            if form is None:
                 if len(made) >= self.size:
                     made.clear()
-                entry = made[key] = (catalog, readable(catalog, reason))
-            forms.append(entry[1])
+                form = made[key] = readable(catalog, reason)
+            forms.append(form)
         return forms
 
 

@@ -142,7 +142,7 @@ def compose(
     left gives its slots to the others. Slot k does not depend on n, so pages of the same
     shares join exactly.
 
-    Returns the n composed items, then the candidates left over (the next page exists).
+    Returns the n composed items, then one more when a candidate is left (a next page exists).
     """
     live = [s for s in shares if s.share > 0 and s.candidates]
     total = sum(s.share for s in live) or 1.0
@@ -172,26 +172,43 @@ def compose(
         per_sub[sub] = per_sub.get(sub, 0) + 1
         page.append(candidate)
         queues = [q for q in queues if not q.exhausted()]
-    rest = [c for q in queues for c, group, _ in q.remaining() if group not in taken_groups]
-    return page + rest
+    for queue in queues:  # one more, if any is left: a next page exists
+        left = queue.next(taken_groups, per_sub, max_per_sub_category, False)
+        if left is not None:
+            return [*page, left[0]]
+    return page
 
 
 class _ShareQueue:
+    """A share's candidates in order, their product groups and sub-categories looked up a
+    chunk at a time as the page reaches them (a share may hold hundreds; a page takes a few)."""
+
+    CHUNK = 32
+
     def __init__(self, part: float, candidates: list[Candidate], product_group, sub_category):
         self.part = part
         self.taken = 0
-        positions = [c.position for c in candidates]
-        # Each candidate with its product group and sub-category, looked up in one go.
-        self._entries = list(
-            zip(
-                candidates,
-                product_group[positions].tolist(),
-                sub_category[positions].tolist(),
-                strict=True,
-            )
-        )
+        self._candidates = candidates
+        self._product_group = product_group
+        self._sub_category = sub_category
+        self._entries: list[tuple] = []  # (candidate, group, sub-category) looked up so far
         self._at = 0
         self._waiting: list[tuple] = []  # capped in the current block
+
+    def _look_up(self) -> bool:
+        """The next chunk's entries; False when every candidate is looked up."""
+        start = len(self._entries)
+        chunk = self._candidates[start : start + self.CHUNK]
+        if not chunk:
+            return False
+        positions = [c.position for c in chunk]
+        self._entries += zip(
+            chunk,
+            self._product_group[positions].tolist(),
+            self._sub_category[positions].tolist(),
+            strict=True,
+        )
+        return True
 
     def next(self, taken_groups, per_sub, cap, capped):
         """The share's next (candidate, group, sub-category) not on the page yet (within the cap
@@ -203,7 +220,7 @@ class _ShareQueue:
                 del self._waiting[i]
                 return entry
         entries = self._entries
-        while self._at < len(entries):
+        while self._at < len(entries) or self._look_up():
             entry = entries[self._at]
             self._at += 1
             if entry[1] in taken_groups:
@@ -215,7 +232,4 @@ class _ShareQueue:
         return None
 
     def exhausted(self) -> bool:
-        return self._at >= len(self._entries) and not self._waiting
-
-    def remaining(self) -> list[tuple]:
-        return self._waiting + self._entries[self._at :]
+        return self._at >= len(self._candidates) and not self._waiting

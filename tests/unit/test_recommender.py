@@ -118,7 +118,11 @@ def test_compose_caps_a_sub_category_and_gives_each_share_its_slots():
     first = [c.position for c in page[:10]]
     assert sum(sub_category[p] == "phones" for p in first) == 3
     assert {18, 19} <= set(first) and first[0] != 18  # exploration, never the top slot
-    assert sorted(c.position for c in page) == list(range(20))  # nothing lost, held back below
+    assert len(page) == 11  # the page and one more: a next page exists
+    whole = compose(
+        shares, n=20, product_group=groups, sub_category=sub_category, max_per_sub_category=3
+    )
+    assert sorted(c.position for c in whole) == list(range(20))  # nothing lost, held back below
     assert first[:3] == [0, 1, 2] or first[:2] == [0, 1]
     # The cap holds per block of ten: the held-back phones lead the next block.
     longer = compose(
