@@ -13,7 +13,7 @@ DEMO_RAW ?= data/raw/amazon-in-sample
 PROCESSED := data/processed/Amazon-Products-Optimized.csv
 
 .PHONY: install run test lint format catalog import train trending retrain simulate evaluate \
-	bench-prepare bench-load bench-ingest clean
+	bench-prepare bench-load bench-ingest backup restore rebuild-user-tables clean
 
 install: $(INSTALLED)
 
@@ -79,6 +79,18 @@ bench-prepare: | $(INSTALLED)
 
 bench-load: bench-prepare
 	$(PY) -m bench.load --dir data/bench --workers $(WORKERS)
+
+# Operations: a backup that works at any number of users, restore into an empty database
+# (the per-user tables rebuilt from the log), and that rebuild alone.
+backup: | $(INSTALLED)
+	$(PY) -m database.backup dump --dir $(or $(BACKUP_DIR),backups/$(shell date -u +%Y%m%dT%H%M%SZ))
+
+restore: | $(INSTALLED)
+	$(if $(BACKUP_DIR),,$(error set BACKUP_DIR to the folder of a backup))
+	$(PY) -m database.backup restore --dir $(BACKUP_DIR)
+
+rebuild-user-tables: | $(INSTALLED)
+	$(PY) -m database.user_tables rebuild
 
 clean:
 	rm -rf $(VENV) data/processed data/pgdata

@@ -7,6 +7,8 @@ import re
 # (13 more bytes, all ASCII) stays within PostgreSQL's 63-byte identifier limit.
 USER_ID_REGEX = r"^[A-Za-z0-9_]{1,50}$"
 USER_TABLE_SUFFIX = "_interactions"
+# The schema of the per-user tables: backup, vacuum and monitoring take or leave them by name.
+USER_EVENTS_SCHEMA = "user_events"
 MAX_IDENTIFIER_BYTES = 63
 
 _USER_ID = re.compile(USER_ID_REGEX)
@@ -27,8 +29,13 @@ def user_table_name(user_id: str) -> str:
 
 
 def user_table(user_id: str) -> str:
-    """Quoted, SQL-ready identifier of a user's interaction table."""
-    return quote_identifier(user_table_name(user_id))
+    """Quoted, schema-qualified, SQL-ready identifier of a user's interaction table."""
+    return qualified_user_table(user_table_name(user_id))
+
+
+def qualified_user_table(table_name: str) -> str:
+    """A per-user table's name (as the registry holds it) quoted and in its schema."""
+    return f"{quote_identifier(USER_EVENTS_SCHEMA)}.{quote_identifier(table_name)}"
 
 
 def user_index_name(user_id: str) -> str:

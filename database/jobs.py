@@ -5,7 +5,7 @@ from datetime import datetime
 
 import asyncpg
 
-from database.identifiers import quote_identifier
+from database.identifiers import qualified_user_table
 
 # One advisory lock per job: whichever worker, replica or CLI holds it runs the job.
 JOB_LOCK_KEYS = {"trending": 7_311_010, "retrain": 7_311_011, "retention": 7_311_012}
@@ -160,7 +160,7 @@ async def trim_user_tables(
         await conn.execute(_BUMP_HISTORY_STAMPS, table_names, timeout=BATCH_TIMEOUT)
         for table in table_names:
             status = await conn.execute(
-                f'DELETE FROM {quote_identifier(table)} WHERE "timestamp" < $1',  # noqa: S608
+                f'DELETE FROM {qualified_user_table(table)} WHERE "timestamp" < $1',  # noqa: S608
                 cutoff,
                 timeout=BATCH_TIMEOUT,
             )

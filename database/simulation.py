@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from database.identifiers import user_index_name, user_table_name
+from database.identifiers import USER_EVENTS_SCHEMA, user_index_name, user_table_name
 from database.interactions import BUMP_HISTORY_STAMP, CREATE_USER_TABLE
 
 LOG_COLUMNS = ["user_id", "event_type", "product_id", "query", "timestamp", "event_id"]
@@ -64,7 +64,9 @@ async def _write_batch(conn: asyncpg.Connection, batch: list[tuple[str, list[tup
         for user_id, records in batch:
             name = user_table_name(user_id)
             await conn.fetchval(CREATE_USER_TABLE, user_id, name, user_index_name(user_id))
-            await conn.copy_records_to_table(name, records=records, columns=USER_COLUMNS)
+            await conn.copy_records_to_table(
+                name, records=records, columns=USER_COLUMNS, schema_name=USER_EVENTS_SCHEMA
+            )
             await conn.execute(BUMP_HISTORY_STAMP, user_id)
 
 

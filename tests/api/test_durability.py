@@ -89,7 +89,7 @@ async def test_every_acknowledged_event_survives_sigkill_exactly_once(database_u
         assert set(logged) == {e["event_id"] for e in sent}  # nothing lost, acknowledged or not
         assert max(logged.values()) == 1  # nothing twice
         for client in range(CLIENTS):
-            table = f'"D{client}_interactions"'  # a fixed name of this test's users
+            table = f'user_events."D{client}_interactions"'  # this test's users' fixed names
             rows = await conn.fetch(f"SELECT query FROM {table}")  # noqa: S608
             expected = sorted(e["query"] for e in sent if e["user_id"] == f"D{client}")
             assert sorted(r["query"] for r in rows) == expected

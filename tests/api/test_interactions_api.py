@@ -16,7 +16,8 @@ async def _database_state(conn) -> dict:
         "products": await conn.fetch("SELECT * FROM products ORDER BY id"),
         "log": await conn.fetch("SELECT * FROM interaction_events ORDER BY event_id"),
         "tables": await conn.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+            "SELECT schemaname, tablename FROM pg_tables"
+            " WHERE schemaname IN ('public', 'user_events') ORDER BY 1, 2"
         ),
         "users": await conn.fetch("SELECT * FROM user_interaction_tables ORDER BY user_id"),
     }
@@ -108,7 +109,7 @@ async def test_click_and_search_are_stored(client, conn, product_ids):
     )
     assert search.status_code == 201
     assert search.json()["query"] == "wireless earbuds"
-    rows = await conn.fetch('SELECT * FROM "U12345_interactions" ORDER BY "timestamp"')
+    rows = await conn.fetch('SELECT * FROM user_events."U12345_interactions" ORDER BY "timestamp"')
     assert [(r["event_type"], r["product_id"], r["query"]) for r in rows] == [
         ("product_click", product_ids[0], None),
         ("search_query", None, "wireless earbuds"),
@@ -121,15 +122,15 @@ async def test_client_timestamp_is_kept(client, conn, product_ids):
         "/interactions", json=_click(product_id=product_ids[0], timestamp="2026-11-01T12:30:00")
     )
     assert response.status_code == 201
-    assert await conn.fetchval('SELECT "timestamp" FROM "U12345_interactions"') == when
+    assert await conn.fetchval('SELECT "timestamp" FROM user_events."U12345_interactions"') == when
 
 
 async def test_other_users_events_never_appear(client, conn, product_ids):
     await client.post("/interactions", json=_click("alice", product_ids[0]))
     await client.post("/interactions", json=_click("bob", product_ids[1]))
     await client.post("/interactions", json=_click("alice", product_ids[2]))
-    alice = await conn.fetch('SELECT product_id FROM "alice_interactions"')
-    bob = await conn.fetch('SELECT product_id FROM "bob_interactions"')
+    alice = await conn.fetch('SELECT product_id FROM user_events."alice_interactions"')
+    bob = await conn.fetch('SELECT product_id FROM user_events."bob_interactions"')
     assert sorted(r["product_id"] for r in alice) == sorted([product_ids[0], product_ids[2]])
     assert [r["product_id"] for r in bob] == [product_ids[1]]
 
@@ -140,7 +141,7 @@ async def test_same_event_id_twice_is_stored_once(client, conn, product_ids):
     second = await client.post("/interactions", json=body)
     assert first.status_code == 201 and second.status_code == 200
     assert second.json()["duplicate"] is True
-    assert await conn.fetchval('SELECT count(*) FROM "U12345_interactions"') == 1
+    assert await conn.fetchval('SELECT count(*) FROM user_events."U12345_interactions"') == 1
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 1
 
 
@@ -198,7 +199,7 @@ async def test_50_first_events_for_one_user_at_once(client, conn, product_ids):
         )
     )
     assert [r.status_code for r in responses] == [201] * 50
-    assert await conn.fetchval('SELECT count(*) FROM "burst_interactions"') == 50
+    assert await conn.fetchval('SELECT count(*) FROM user_events."burst_interactions"') == 50
     assert (
         await conn.fetchval("SELECT count(*) FROM user_interaction_tables WHERE user_id = 'burst'")
         == 1
@@ -214,8 +215,8 @@ async def test_batch_stores_all(client, conn, product_ids):
     body = response.json()
     assert body["stored"] == 301 and body["duplicates"] == 0 and len(body["events"]) == 301
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 301
-    assert await conn.fetchval('SELECT count(*) FROM "batch_0_interactions"') == 44
-    assert await conn.fetchval('SELECT count(*) FROM "batch_6_interactions"') == 42
+    assert await conn.fetchval('SELECT count(*) FROM user_events."batch_0_interactions"') == 44
+    assert await conn.fetchval('SELECT count(*) FROM user_events."batch_6_interactions"') == 42
 
 
 async def test_batch_with_one_bad_event_stores_nothing(client, conn, product_ids):
@@ -250,7 +251,7 @@ async def test_batch_retry_and_repeated_event_ids(client, conn, product_ids):
     assert (first["stored"], first["duplicates"]) == (3, 1)
     again = (await client.post("/interactions/batch", json={"events": events})).json()
     assert (again["stored"], again["duplicates"]) == (0, 4)
-    assert await conn.fetchval('SELECT count(*) FROM "retry_batch_interactions"') == 3
+    assert await conn.fetchval('SELECT count(*) FROM user_events."retry_batch_interactions"') == 3
 
 
 async def test_health_and_ready(client):
@@ -274,7 +275,7 @@ async def test_a_click_on_an_alias_is_stored_as_a_click_on_its_product(client, c
     assert response.json()["product_id"] == product_ids[0]
     stored = await conn.fetch("SELECT product_id FROM interaction_events")
     assert [r["product_id"] for r in stored] == [product_ids[0]]
-    table = await conn.fetch('SELECT product_id FROM "U12345_interactions"')
+    table = await conn.fetch('SELECT product_id FROM user_events."U12345_interactions"')
     assert [r["product_id"] for r in table] == [product_ids[0]]
 
 
@@ -315,7 +316,7 @@ async def test_hostile_text_is_stored_verbatim_and_touches_nothing_else(client, 
     assert [t["tablename"] for t in after["tables"] if t not in before["tables"]] == [
         "U1_interactions"
     ]
-    stored = await conn.fetchval('SELECT query FROM "U1_interactions"')
+    stored = await conn.fetchval('SELECT query FROM user_events."U1_interactions"')
     assert stored == hostile.strip()
     for path in (
         "/recommendations/product/..%2F..%2Fadmin",

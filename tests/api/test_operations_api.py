@@ -246,7 +246,9 @@ async def test_retention_removes_old_rows_everywhere_and_keeps_recent_ones(clien
     result = await app.state.jobs.run("retention", "admin")
     assert result.outcome == "succeeded", result.detail
     assert "1 from the log, 1 from 1 user tables" in result.detail
-    assert await conn.fetchval('SELECT array_agg(query) FROM "veteran_interactions"') == ["new"]
+    assert await conn.fetchval(
+        'SELECT array_agg(query) FROM user_events."veteran_interactions"'
+    ) == ["new"]
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 2
     # The trimmed user's history changed, so did its stamp; the other user's did not.
     after = dict(await conn.fetch(stamps))

@@ -97,7 +97,7 @@ async def test_the_service_rides_out_a_database_outage(tmp_path, catalog_csv):
         conn = await asyncpg.connect(url)
         # The first click and the retried one; nothing from the refused requests half-way.
         assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 2
-        assert await conn.fetchval('SELECT count(*) FROM "U1_interactions"') == 2
+        assert await conn.fetchval('SELECT count(*) FROM user_events."U1_interactions"') == 2
         await conn.close()
     finally:
         release_embedded_server(server)

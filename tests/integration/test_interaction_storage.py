@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from database.identifiers import quote_identifier, user_index_name, user_table, user_table_name
+from database.identifiers import (
+    qualified_user_table,
+    quote_identifier,
+    user_index_name,
+    user_table,
+    user_table_name,
+)
 from database.interactions import (
     ComputedRanking,
     EventRow,
@@ -35,7 +41,7 @@ def _click(user_id: str, product_id: str, event_id: str = "", minutes_ago: int =
 
 def test_identifier_helpers():
     assert user_table_name("U12345") == "U12345_interactions"
-    assert user_table("U12345") == '"U12345_interactions"'
+    assert user_table("U12345") == '"user_events"."U12345_interactions"'
     assert quote_identifier('a"b') == '"a""b"'
     longest = "u" * 50
     assert len(user_table_name(longest)) == 63
@@ -52,14 +58,16 @@ async def test_first_event_creates_table_with_spec_columns(conn, product_ids):
     stored = await store_events(conn=conn, events=[_click("U12345", product_ids[0])])
     assert len(stored) == 1
     columns = await conn.fetch(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = $1 "
-        "ORDER BY ordinal_position",
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = 'user_events' AND table_name = $1 ORDER BY ordinal_position",
         "U12345_interactions",
     )
     assert [c["column_name"] for c in columns] == ["event_type", "product_id", "query", "timestamp"]
     await store_events(conn=conn, events=[_click("U12345", product_ids[1], minutes_ago=1)])
     await store_events(conn=conn, events=[_click("U99999", product_ids[2])])
-    rows = await conn.fetch('SELECT product_id FROM "U12345_interactions" ORDER BY "timestamp"')
+    rows = await conn.fetch(
+        'SELECT product_id FROM user_events."U12345_interactions" ORDER BY "timestamp"'
+    )
     assert [r["product_id"] for r in rows] == [product_ids[1], product_ids[0]]
     log = await conn.fetchval("SELECT count(*) FROM interaction_events")
     assert log == 3
@@ -122,7 +130,7 @@ async def test_client_event_id_is_stored_once(conn, product_ids):
     event = _click("retrier", product_ids[0], event_id="evt-1")
     assert len(await store_events(conn=conn, events=[event])) == 1
     assert await store_events(conn=conn, events=[event]) == []
-    assert await conn.fetchval('SELECT count(*) FROM "retrier_interactions"') == 1
+    assert await conn.fetchval('SELECT count(*) FROM user_events."retrier_interactions"') == 1
     assert await conn.fetchval("SELECT count(*) FROM interaction_events") == 1
 
 
@@ -214,7 +222,7 @@ async def test_concurrent_history_reads_are_read_together(database_url, conn, pr
         table = await conn.fetchval(
             "SELECT table_name FROM user_interaction_tables WHERE user_id = 'dropped'"
         )
-        await conn.execute(f"DROP TABLE {quote_identifier(table)}")
+        await conn.execute(f"DROP TABLE {qualified_user_table(table)}")
         results = await asyncio.gather(
             *(reader.read(u, since, s) for u, s in reads[:4]), reader.read("dropped", since)
         )
