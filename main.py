@@ -192,8 +192,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.started_at = datetime.now(UTC)
             app.state.background_tasks = set()
             app.state.jobs = JobRunner(pool=pool, settings=settings, database_url=url)
-            app.state.event_writer = EventWriter(pool)
-            app.state.history_reader = HistoryReader(pool)
+            in_user_tables = settings.user_events_source == "user_tables"
+            app.state.event_writer = EventWriter(pool, to_user_tables=in_user_tables)
+            app.state.history_reader = HistoryReader(pool, from_log=not in_user_tables)
             app.state.query_vectors = QueryVectors(settings.query_vector_cache_size)
             app.state.ranking_store = RankingStore(pool)
             phases: dict[str, float] = {}

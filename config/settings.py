@@ -102,6 +102,9 @@ class Settings(BaseSettings):
         return variants
 
     history_days: int = Field(default=30, ge=1)
+    # Where a user's history is kept and read: one table per user (the spec's layout) or the
+    # global log alone (docs/operations.md says when to switch).
+    user_events_source: Literal["user_tables", "global_log"] = "user_tables"
 
     # Search: synonyms (Solr format) are copied into each artifact version by training.
     synonyms_path: Path = PROJECT_ROOT / "data" / "synonyms.txt"

@@ -28,6 +28,10 @@ BUMP_HISTORY_STAMP = (
     "UPDATE user_interaction_tables SET history_stamp = history_stamp + 1 WHERE user_id = $1"
 )
 _INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+# USER_EVENTS_SOURCE=global_log: the log and the users' registry only (migration 0016).
+_INGEST_EVENTS_TO_LOG = (
+    "SELECT ingest_events_to_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+)
 _STORED_DIGESTS = (
     "SELECT event_id, payload_digest FROM ingested_event_ids WHERE event_id = ANY($1::text[])"
 )
@@ -37,6 +41,9 @@ HISTORY_LIMIT = 500
 # One statement text for every group of users (migrations 0012, 0013): prepared once per
 # connection.
 _RECENT_USERS_EVENTS = "SELECT * FROM recent_users_events_or_rankings($1, $2, $3, $4, $5)"
+_RECENT_USERS_EVENTS_FROM_LOG = (
+    "SELECT * FROM recent_users_events_or_rankings_from_log($1, $2, $3, $4, $5)"
+)
 _STORE_HOME_RANKINGS = "SELECT store_home_rankings($1, $2, $3, $4, $5)"
 
 
@@ -84,10 +91,13 @@ async def ensure_user_table(*, conn: asyncpg.Connection, user_id: str) -> bool:
         )
 
 
-async def store_events(*, conn: asyncpg.Connection, events: list[EventRow]) -> list[EventRow]:
-    """Store validated events atomically, in one statement (one round trip, one commit); users'
-    tables are created on their first event. Returns those stored now: an event whose client
-    event id was stored before is a retry, skipped. Each event id must appear once."""
+async def store_events(
+    *, conn: asyncpg.Connection, events: list[EventRow], to_user_tables: bool = True
+) -> list[EventRow]:
+    """Store validated events atomically, in one statement (one round trip, one commit): in the
+    log and, `to_user_tables`, in the users' tables (created on their first event). Returns
+    those stored now: an event whose client event id was stored before is a retry, skipped.
+    Each event id must appear once."""
     if not events:
         return []
     by_user: dict[str, list[EventRow]] = defaultdict(list)
@@ -102,7 +112,7 @@ async def store_events(*, conn: asyncpg.Connection, events: list[EventRow]) -> l
         rows.extend(by_user[user_id])
         ends.append(len(rows))
     stored = await conn.fetch(
-        _INGEST_EVENTS,
+        _INGEST_EVENTS if to_user_tables else _INGEST_EVENTS_TO_LOG,
         users,
         [user_table_name(u) for u in users],
         [user_index_name(u) for u in users],
@@ -136,25 +146,34 @@ async def recent_user_events(
     since: datetime,
     limit: int = HISTORY_LIMIT,
     unless_stamp: int | None = None,
+    from_log: bool = False,
 ) -> list[dict] | None:
     """The user's events since `since`, newest first; [] for a user with no table yet. With
     `unless_stamp`: None, without reading the table, when the user's history stamp is still
     that one (no event added to or removed from the table since: migration 0011)."""
     [read] = await recent_users_events(
-        conn=conn, reads=[HistoryRead(user_id, since, unless_stamp)], limit=limit
+        conn=conn,
+        reads=[HistoryRead(user_id, since, unless_stamp)],
+        limit=limit,
+        from_log=from_log,
     )
     return read.events
 
 
 async def recent_users_events(
-    *, conn: asyncpg.Connection, reads: list[HistoryRead], limit: int = HISTORY_LIMIT
+    *,
+    conn: asyncpg.Connection,
+    reads: list[HistoryRead],
+    limit: int = HISTORY_LIMIT,
+    from_log: bool = False,
 ) -> list[ReadHistory]:
     """What each read finds (its events as `recent_user_events` answers them, or a stored
-    ranking), in one statement. A user registered but whose table was dropped by hand fails the
-    statement (UndefinedTableError), unless the read is the only one: then it has no events."""
+    ranking), in one statement; the events from the users' tables, or `from_log`. A user
+    registered but whose table was dropped by hand fails the statement (UndefinedTableError),
+    unless the read is the only one: then it has no events."""
     try:
         rows = await conn.fetch(
-            _RECENT_USERS_EVENTS,
+            _RECENT_USERS_EVENTS_FROM_LOG if from_log else _RECENT_USERS_EVENTS,
             [read.user_id for read in reads],
             [read.since for read in reads],
             limit,

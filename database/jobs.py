@@ -150,6 +150,11 @@ WHERE user_id IN (
 """
 
 
+async def bump_history_stamps(*, conn: asyncpg.Connection, table_names: list[str]) -> None:
+    """Change the history stamps of these tables' users (their events changed)."""
+    await conn.execute(_BUMP_HISTORY_STAMPS, table_names, timeout=BATCH_TIMEOUT)
+
+
 async def trim_user_tables(
     *, conn: asyncpg.Connection, table_names: list[str], cutoff: datetime
 ) -> int:

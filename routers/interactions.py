@@ -96,6 +96,7 @@ async def create_interactions_batch(request: Request, batch: InteractionBatchIn)
             events=batch.events,
             variant_of=_variant_of(request),
             catalog=request.app.state.catalog,
+            to_user_tables=request.app.state.event_writer.to_user_tables,
         )
     except UnknownProductsError as exc:
         raise _unknown_products_problem(

@@ -31,8 +31,11 @@ MAX_GROUP_READS = 64
 class HistoryReader(StatementGroups[HistoryRead, ReadHistory]):
     """Reads users' recent events for one worker, the reads of concurrent requests together."""
 
-    def __init__(self, pool: asyncpg.Pool, max_group_reads: int = MAX_GROUP_READS):
+    def __init__(
+        self, pool: asyncpg.Pool, max_group_reads: int = MAX_GROUP_READS, from_log: bool = False
+    ):
         super().__init__(pool, max_group_reads)
+        self.from_log = from_log  # USER_EVENTS_SOURCE=global_log
 
     async def read(
         self,
@@ -51,7 +54,7 @@ class HistoryReader(StatementGroups[HistoryRead, ReadHistory]):
         self, conn: asyncpg.Connection, reads: list[HistoryRead]
     ) -> list[ReadHistory]:
         # A user's table dropped by hand fails the statement: its reads then run one by one.
-        found = await recent_users_events(conn=conn, reads=reads)
+        found = await recent_users_events(conn=conn, reads=reads, from_log=self.from_log)
         metrics.HISTORY_READ_GROUP_SIZE.observe(len(reads))
         return found
 

@@ -66,8 +66,14 @@ class EventWriter(StatementGroups[list[EventRow], list[EventRow]]):
     """Stores events for one worker, committing concurrent requests' events in one statement
     (services/grouped.py)."""
 
-    def __init__(self, pool: asyncpg.Pool, max_group_events: int = MAX_GROUP_EVENTS):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        max_group_events: int = MAX_GROUP_EVENTS,
+        to_user_tables: bool = True,
+    ):
         super().__init__(pool, max_group_events)
+        self.to_user_tables = to_user_tables  # False: USER_EVENTS_SOURCE=global_log
 
     def size(self, rows: list[EventRow]) -> int:
         return len(rows)
@@ -86,7 +92,9 @@ class EventWriter(StatementGroups[list[EventRow], list[EventRow]]):
         for rows in requests:
             for row in rows:
                 first.setdefault(row.event_id, row)
-        stored = await store_events(conn=conn, events=list(first.values()))
+        stored = await store_events(
+            conn=conn, events=list(first.values()), to_user_tables=self.to_user_tables
+        )
         metrics.EVENT_GROUP_SIZE.observe(len(first))
         stored_now = {id(row) for row in stored}
         return [[row for row in rows if id(row) in stored_now] for rows in requests]
@@ -136,6 +144,7 @@ async def ingest_events(
     variant_of: Callable[[str], str | None] = lambda user_id: None,
     catalog: Catalog | None = None,
     writer: EventWriter | None = None,
+    to_user_tables: bool = True,
 ) -> list[InteractionOut]:
     """Validate product ids against the catalog and store every event, or none; each event is
     logged with the user's A/B variant (`variant_of`). A click on an alias (a listing merged
@@ -143,7 +152,8 @@ async def ingest_events(
 
     Product ids are looked up in `catalog` (in memory) first; only ids it does not know (a
     product imported since it was loaded) are asked of the database. With a `writer`, the
-    events go through its group commit; without one, in their own statement.
+    events go through its group commit (and its choice of tables); without one, in their own
+    statement, in the users' tables too unless `to_user_tables` is False.
 
     Raises UnknownProductsError before anything is written, EventIdConflictError when a client
     event id was stored before for another event (a batch: before anything is written; a single
@@ -186,7 +196,7 @@ async def ingest_events(
         stored = await writer.store(distinct)
     else:
         async with connection(pool) as conn:
-            stored = await store_events(conn=conn, events=distinct)
+            stored = await store_events(conn=conn, events=distinct, to_user_tables=to_user_tables)
     for row in stored:
         metrics.EVENTS_INGESTED.labels(row.event_type).inc()
     stored_ids = {row.event_id for row in stored}

@@ -156,15 +156,23 @@ class JobRunner:
         user_rows = 0
         for start in range(0, len(tables), RETENTION_TABLES_PER_TRANSACTION):
             batch = tables[start : start + RETENTION_TABLES_PER_TRANSACTION]
-            user_rows += await job_queries.trim_user_tables(
-                conn=conn, table_names=batch, cutoff=cutoff
-            )
+            if self.settings.user_events_source == "user_tables":
+                user_rows += await job_queries.trim_user_tables(
+                    conn=conn, table_names=batch, cutoff=cutoff
+                )
+            else:  # the log alone holds the events: their users' histories change with it
+                await job_queries.bump_history_stamps(conn=conn, table_names=batch)
         log_rows = await job_queries.trim_global_log(conn=conn, cutoff=cutoff)
         rollup_cutoff = datetime.now(UTC) - timedelta(days=self.settings.activity_retention_days)
         buckets = await job_queries.trim_activity_rollup(conn=conn, cutoff=rollup_cutoff)
+        where = (
+            f"{user_rows} from {len(tables)} user tables"
+            if self.settings.user_events_source == "user_tables"
+            else f"{len(tables)} users' histories"
+        )
         return (
             f"removed events before {cutoff:%Y-%m-%d %H:%M}: {log_rows} from the log, "
-            f"{user_rows} from {len(tables)} user tables; {buckets} activity buckets"
+            f"{where}; {buckets} activity buckets"
         )
 
 
