@@ -56,7 +56,7 @@ import httpx
 from bench.prepare import bench_environment, prepare
 from bench.server import server_environment, start_server
 from bench.startup import _children, _memory_mb, _workers
-from database.identifiers import quote_identifier
+from database.identifiers import qualified_user_table
 from database.server import database_url
 from database.training import fetch_history_stamps
 
@@ -119,9 +119,10 @@ async def _delete_events_since(url: str, since, stamps: dict[str, int]) -> int:
                 list(stamps),
                 list(stamps.values()),
             )
-            tables = await conn.fetch(
+            tables = await conn.fetch(  # those that exist (USER_EVENTS_SOURCE=global_log: none)
                 "SELECT DISTINCT r.table_name FROM interaction_events e"
-                " JOIN user_interaction_tables r USING (user_id) WHERE e.timestamp >= $1",
+                " JOIN user_interaction_tables r USING (user_id) WHERE e.timestamp >= $1"
+                " AND to_regclass(format('user_events.%I', r.table_name)) IS NOT NULL",
                 since,
             )
             deleted = await conn.execute(
@@ -130,7 +131,7 @@ async def _delete_events_since(url: str, since, stamps: dict[str, int]) -> int:
             await conn.execute("TRUNCATE computed_home_rankings")
             for (table,) in tables:  # names from the registry, quoted by the one helper
                 await conn.execute(
-                    f'DELETE FROM {quote_identifier(table)} WHERE "timestamp" >= $1',  # noqa: S608
+                    f'DELETE FROM {qualified_user_table(table)} WHERE "timestamp" >= $1',  # noqa: S608
                     since,
                 )
     finally:
