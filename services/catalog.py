@@ -349,10 +349,12 @@ class Catalog:
     def sub_category_of_stems(self) -> dict[tuple[str, ...], str]:
         return {stems(n.lower().split()): n for n in self.sub_category_names if n}
 
-    def in_named_sub_categories(self, positions: np.ndarray, phrases: list[str]) -> np.ndarray:
+    def in_named_sub_categories(
+        self, positions: np.ndarray, phrases: tuple[str, ...]
+    ) -> np.ndarray:
         """Which of `positions` are in a sub-category one of `phrases` names, by stem
         ("refrigerator": Refrigerators)."""
-        codes = self._named_sub_category_codes(tuple(phrases))
+        codes = self._named_sub_category_codes(phrases)
         if not codes or not len(positions):
             return np.zeros(len(positions), bool)
         return np.isin(self.sub_category_code[positions], codes)

@@ -14,7 +14,7 @@ from services import metrics
 from services.catalog import Catalog, implausible_discounts
 from services.home_rankings import PAGE, PreparedRanking, shared_ranking
 from services.lru import LRU
-from services.models import ModelBundle, TrendingScores, user_profile
+from services.models import ModelBundle, SearchedQuery, TrendingScores, user_profile
 from services.query_words import OTHER_FORM_WEIGHT
 from services.ranking import (
     POPULAR_CANDIDATES,
@@ -58,7 +58,7 @@ from services.sources import (
     session_items,
     whole_history_items,
 )
-from services.synonyms import ExpandedQuery, normalise_text
+from services.synonyms import ExpandedQuery
 
 MAX_ANCHOR_CLICKS = 20
 MAX_ANCHOR_QUERIES = 5
@@ -426,13 +426,12 @@ def _searched(catalog: Catalog, bundle: ModelBundle, query: str) -> tuple[np.nda
     if cached is not None and cached[0] is bundle and cached[1] is catalog:
         return cached[2]
     searched = bundle.searched(query)
-    corrected, expanded = searched.text, searched.expanded
     hits = lexical_search(
-        bundle, expanded_concepts(expanded), PAST_QUERY_RESULTS, OTHER_FORM_WEIGHT
+        bundle, expanded_concepts(searched.expanded), PAST_QUERY_RESULTS, OTHER_FORM_WEIGHT
     )
     positions = np.fromiter((h.position for h in hits), np.int64, len(hits))
     scores = np.fromiter((h.score for h in hits), np.float64, len(hits))
-    in_named = catalog.in_named_sub_categories(positions, [corrected, *expanded.alternatives()])
+    in_named = catalog.in_named_sub_categories(positions, searched.phrases)
     scores = np.where(in_named, 2 * scores, scores)  # its sub-category first, as search does
     result = (positions, scores / scores.max() if len(scores) and scores.max() > 0 else scores)
     _searches.put(query, (bundle, catalog, result))
@@ -1073,8 +1072,7 @@ def search_feed(
         return SearchFeed(items, "search_fallback", {}, None, "no_models_used_trending")
 
     searched = bundle.searched(query)
-    corrected, corrections, expanded = searched.text, searched.corrections, searched.expanded
-    fused = _fused(bundle, corrected, expanded, query_vector, settings)
+    fused = _fused(bundle, searched, query_vector, settings)
     # A few loose semantic neighbours and no word matched: not a match, fall back.
     matched = len(fused) >= SEMANTIC_ONLY_MIN_HITS or bool((fused.matched >= 0).any())
     rows = np.arange(len(fused) if matched else 0)
@@ -1091,8 +1089,7 @@ def search_feed(
         positions, scores = fused.positions[rows], fused.scores[rows]
         # A product-type word ("fridge") puts its sub-category (Refrigerators) first.
         if settings.category_boost > 0:
-            phrases = [corrected, *expanded.alternatives()]
-            in_named = catalog.in_named_sub_categories(positions, phrases)
+            in_named = catalog.in_named_sub_categories(positions, searched.phrases)
             scores = np.where(in_named, scores * (1.0 + settings.category_boost), scores)
         boosted = np.zeros(len(rows), bool)
         if settings.personal_boost > 0:
@@ -1121,9 +1118,9 @@ def search_feed(
                     reason = personal[sub_category] = Reason("personal", sub_category, text)
                 reasons.append(reason)
             items.append(Candidate(position, score, reasons))
-        return SearchFeed(items, "search", weights, expanded, None, corrections)
+        return SearchFeed(items, "search", weights, searched.expanded, None, searched.corrections)
     if matched and len(fused):  # matches, but none the filters let through
-        return SearchFeed([], "search", weights, expanded, None, corrections)
+        return SearchFeed([], "search", weights, searched.expanded, None, searched.corrections)
 
     associations: Source = {}
     for product_id, weight in clicks.items():
@@ -1142,13 +1139,18 @@ def search_feed(
             _ranked(associations),
             "search_fallback",
             weights,
-            expanded,
+            searched.expanded,
             "no_match_used_associations",
-            corrections,
+            searched.corrections,
         )
     items = _ranked(trending_source(catalog, trending, 100, keep))
     return SearchFeed(
-        items, "search_fallback", weights, expanded, "no_match_used_trending", corrections
+        items,
+        "search_fallback",
+        weights,
+        searched.expanded,
+        "no_match_used_trending",
+        searched.corrections,
     )
 
 
@@ -1162,28 +1164,26 @@ _fused_results = LRU(FUSED_CACHE_SIZE)  # values: (ModelBundle, Fused)
 
 def _fused(
     bundle: ModelBundle,
-    query: str,
-    expanded: ExpandedQuery,
+    searched: SearchedQuery,
     query_vector: np.ndarray | None,
     settings: SearchSettings,
 ) -> Fused:
     """The query's lexical and semantic retrieval fused by rank: training's for a frequent
     search (with the embedding training made), else this worker's cached or a new one. It
-    depends on the query's normalised words alone (the semantic reason's text is added per
-    request)."""
-    normalised = normalise_text(query)
+    depends on the query's corrected, normalised text alone (the semantic reason's text is
+    added per request)."""
     depends_on = search_settings(settings)
-    key = (normalised, query_vector is None, *depends_on.values())
+    key = (searched.text, query_vector is None, *depends_on.values())
     cached = _fused_results.get(key)
     if cached is not None and cached[0] is bundle:
         metrics.SEARCH_RETRIEVALS.labels("recent").inc()
         return cached[1]
     fused = None
     if query_vector is not None:
-        fused = bundle.prepared_search(normalised, depends_on)
+        fused = bundle.prepared_search(searched.text, depends_on)
     metrics.SEARCH_RETRIEVALS.labels("searched" if fused is None else "prepared").inc()
     if fused is None:
-        fused = fuse_retrieval(bundle, expanded, query_vector, settings)
+        fused = fuse_retrieval(bundle, searched.expanded, query_vector, settings)
     _fused_results.put(key, (bundle, fused))
     return fused
 

@@ -46,6 +46,7 @@ class SearchedQuery:
     text: str  # typos corrected, normalised: what is embedded, prepared and cached
     corrections: list[tuple[str, str]]  # (typed, corrected to)
     expanded: ExpandedQuery  # the corrected words with their synonyms
+    phrases: tuple[str, ...]  # the text and every alternative: what may name a sub-category
 
 
 @dataclass
@@ -91,7 +92,8 @@ class ModelBundle:
             fixes = dict(corrections)
             text = " ".join(fixes.get(word, word) for word in typed) if fixes else query
             text = normalise_text(text)
-            found = SearchedQuery(text, corrections, self.synonyms.expand(text))
+            expanded = self.synonyms.expand(text)
+            found = SearchedQuery(text, corrections, expanded, (text, *expanded.alternatives()))
             self._searched.put(query, found)
         return found
 

@@ -84,11 +84,10 @@ def test_search_retrieval_is_reused_for_the_same_bundle_only(content):
         candidates=20, rrf_k=60, min_similarity=0.3, personal_boost=0.1, category_boost=1.0
     )
     query = catalog["name"][0].split()[1].lower()
-    expanded = served.synonyms.expand(query)
-    first = _fused(served, query, expanded, None, search)
-    assert len(first) and _fused(served, query, expanded, None, search) is first
+    first = _fused(served, served.searched(query), None, search)
+    assert len(first) and _fused(served, served.searched(query), None, search) is first
     # The same version over another catalog (products gone): searched again, not reused.
     top = int(first.positions[np.argmax(first.scores)])
     smaller = _bundle(catalog, arrays, leave_out=top)
-    again = _fused(smaller, query, smaller.synonyms.expand(query), None, search)
+    again = _fused(smaller, smaller.searched(query), None, search)
     assert again is not first and top not in again.positions

@@ -70,7 +70,7 @@ def test_a_category_is_named_in_any_case_and_a_typo_gets_close_names(catalog):
         catalog.resolve_category("kettel")
     assert "Kettles" in error.value.close
     positions = np.arange(4)
-    assert catalog.in_named_sub_categories(positions, ["kettle"]).tolist() == [
+    assert catalog.in_named_sub_categories(positions, ("kettle",)).tolist() == [
         True,
         True,
         False,
