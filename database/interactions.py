@@ -27,11 +27,9 @@ CREATE_USER_TABLE = "SELECT create_user_table($1, $2, $3)"
 BUMP_HISTORY_STAMP = (
     "UPDATE user_interaction_tables SET history_stamp = history_stamp + 1 WHERE user_id = $1"
 )
-_INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-# USER_EVENTS_SOURCE=global_log: the log and the users' registry only (migration 0016).
-_INGEST_EVENTS_TO_LOG = (
-    "SELECT ingest_events_to_log($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-)
+# The last argument: whether the users' tables are written (False: USER_EVENTS_SOURCE=global_log,
+# the log and the users' registry only; migration 0016).
+_INGEST_EVENTS = "SELECT ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 _STORED_DIGESTS = (
     "SELECT event_id, payload_digest FROM ingested_event_ids WHERE event_id = ANY($1::text[])"
 )
@@ -40,10 +38,7 @@ _STORED_DIGESTS = (
 HISTORY_LIMIT = 500
 # One statement text for every group of users (migrations 0012, 0013): prepared once per
 # connection.
-_RECENT_USERS_EVENTS = "SELECT * FROM recent_users_events_or_rankings($1, $2, $3, $4, $5)"
-_RECENT_USERS_EVENTS_FROM_LOG = (
-    "SELECT * FROM recent_users_events_or_rankings_from_log($1, $2, $3, $4, $5)"
-)
+_RECENT_USERS_EVENTS = "SELECT * FROM recent_users_events_or_rankings($1, $2, $3, $4, $5, $6)"
 _STORE_HOME_RANKINGS = "SELECT store_home_rankings($1, $2, $3, $4, $5)"
 
 
@@ -112,7 +107,7 @@ async def store_events(
         rows.extend(by_user[user_id])
         ends.append(len(rows))
     stored = await conn.fetch(
-        _INGEST_EVENTS if to_user_tables else _INGEST_EVENTS_TO_LOG,
+        _INGEST_EVENTS,
         users,
         [user_table_name(u) for u in users],
         [user_index_name(u) for u in users],
@@ -126,6 +121,7 @@ async def store_events(
         [e.client_event_id for e in rows],
         [e.variant for e in rows],
         [e.digest for e in rows],
+        to_user_tables,
     )
     stored_ids = {row[0] for row in stored}
     return [e for e in events if e.event_id in stored_ids]
@@ -173,12 +169,13 @@ async def recent_users_events(
     unless the read is the only one: then it has no events."""
     try:
         rows = await conn.fetch(
-            _RECENT_USERS_EVENTS_FROM_LOG if from_log else _RECENT_USERS_EVENTS,
+            _RECENT_USERS_EVENTS,
             [read.user_id for read in reads],
             [read.since for read in reads],
             limit,
             [read.unless_stamp for read in reads],
             [read.ranking_version for read in reads],
+            from_log,
         )
     except asyncpg.UndefinedTableError:
         if len(reads) == 1:

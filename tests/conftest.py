@@ -81,11 +81,13 @@ async def template_database(server_url, catalog_csv):
 
 
 @asynccontextmanager
-async def cloned_database(server_url: str, template: str, prefix: str) -> AsyncIterator[str]:
-    """URL of a new database cloned from `template` on the same server, dropped afterwards."""
+async def cloned_database(server_url: str, template: str | None, prefix: str) -> AsyncIterator[str]:
+    """URL of a new database cloned from `template` (None: an empty one) on the same server,
+    dropped afterwards."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+    clone = f' TEMPLATE "{template}" STRATEGY FILE_COPY' if template else ""
+    await admin.execute(f'CREATE DATABASE "{name}"{clone}')
     try:
         yield _with_database(server_url, name)
     finally:

@@ -1,8 +1,6 @@
 """Backup and restore: the archive leaves the per-user tables out and restore rebuilds them from
 the log, event for event; the restored database serves the same home feeds."""
 
-import uuid
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -17,21 +15,9 @@ from database.interactions import EventRow, store_events
 from database.migrations import move_user_tables
 from database.user_tables import differing_users
 from ml.simulate import SimulationConfig
-from tests.conftest import _with_database, store_simulated_log
+from tests.conftest import cloned_database, store_simulated_log
 
 USER_COLUMNS = 'event_type, product_id, query, "timestamp"'
-
-
-@asynccontextmanager
-async def _empty_database(server_url: str):
-    name = f"rec_test_restore_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(server_url, name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _home_pages(settings: Settings, users: list[str]) -> dict[str, list[str]]:
@@ -77,7 +63,7 @@ async def test_restore_rebuilds_every_event_and_serves_the_same_feeds(
     with pytest.raises(BackupError, match="choose an empty folder"):
         await dump(database_url, tmp_path / "backup")
 
-    async with _empty_database(server_url) as restored_url:
+    async with cloned_database(server_url, None, "rec_test_restore") as restored_url:
         result = await restore(restored_url, tmp_path / "backup")
         assert result["user_tables"] == events["user_id"].nunique() + 1
         assert result["events"] == len(events) + 2
